@@ -1,0 +1,174 @@
+"""What the client is told, decided from a run's `CodexEvent`s (pure).
+
+This is the answer policy, apart from any wire format: which agent messages become content
+(`incremental`: each as it comes, a blank line between them; `final`: only the last), how
+deltas and whole messages are reconciled so no text is sent twice, when tool calls end the
+answer, and how failures are reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .codex_events import (
+    CodexEvent,
+    MessageDelta,
+    MessageDone,
+    ReasoningDelta,
+    ReasoningDone,
+    ToolCallRequested,
+    TurnCompleted,
+    TurnFailed,
+    Usage,
+)
+from .errors import ApiError
+
+MESSAGE_SEPARATOR = "\n\n"
+
+
+@dataclass(frozen=True)
+class Content:
+    text: str
+
+
+@dataclass(frozen=True)
+class Reasoning:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallOut:
+    index: int
+    call: ToolCallRequested
+
+
+@dataclass(frozen=True)
+class Finished:
+    finish_reason: Literal["stop", "tool_calls"]
+    usage: Usage | None
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: ApiError
+
+
+Output = Content | Reasoning | ToolCallOut | Finished | Failed
+
+
+def codex_failure_error(event: TurnFailed) -> ApiError:
+    """A failed turn is the upstream's fault: 502. Retrying would only start another Codex run
+    that fails the same way, so clients are asked not to (`x-should-retry: false`)."""
+    return ApiError(
+        502,
+        event.message,
+        "api_error",
+        None,
+        "codex_not_logged_in" if event.kind == "auth" else "codex_error",
+        {"x-should-retry": "false"},
+    )
+
+
+@dataclass
+class _TextChannel:
+    """Text that arrives as deltas and/or whole items, sent once, items a blank line apart."""
+
+    sent_by_item: dict[str, str] = field(default_factory=dict)
+    current_item: str | None = None
+
+    def delta(self, item_id: str, text: str) -> str:
+        if not text:
+            return ""
+        prefix = self._switch_to(item_id)
+        self.sent_by_item[item_id] = self.sent_by_item.get(item_id, "") + text
+        return prefix + text
+
+    def done(self, item_id: str, text: str) -> str:
+        sent = self.sent_by_item.get(item_id)
+        if sent is None:
+            return self.delta(item_id, text)
+        # The whole item repeats what its deltas said; send only what they missed, if anything.
+        rest = text[len(sent):] if text.startswith(sent) else ""
+        return self.delta(item_id, rest) if rest else ""
+
+    def _switch_to(self, item_id: str) -> str:
+        if item_id == self.current_item:
+            return ""
+        had_output = any(self.sent_by_item.values())
+        self.current_item = item_id
+        return MESSAGE_SEPARATOR if had_output else ""
+
+
+class AnswerAssembler:
+    def __init__(
+        self,
+        *,
+        stream_mode: Literal["incremental", "final"] = "incremental",
+        tool_required: bool = False,
+    ) -> None:
+        self._stream_mode = stream_mode
+        self._tool_required = tool_required
+        self._content = _TextChannel()
+        self._reasoning = _TextChannel()
+        self._last_message = ""
+        self._tool_calls = 0
+        self.ended = False
+
+    @property
+    def tool_calls_made(self) -> int:
+        return self._tool_calls
+
+    def feed(self, event: CodexEvent) -> list[Output]:
+        if self.ended:
+            return []
+        match event:
+            case MessageDelta(item_id, text) if self._stream_mode == "incremental":
+                return _content(self._content.delta(item_id, text))
+            case MessageDone(item_id, text):
+                self._last_message = text
+                if self._stream_mode == "incremental":
+                    return _content(self._content.done(item_id, text))
+            case ReasoningDelta(item_id, text):
+                return _reasoning(self._reasoning.delta(item_id, text))
+            case ReasoningDone(item_id, text):
+                return _reasoning(self._reasoning.done(item_id, text))
+            case ToolCallRequested():
+                self._tool_calls += 1
+                return [ToolCallOut(self._tool_calls - 1, event)]
+            case TurnCompleted(usage):
+                return self._complete(usage)
+            case TurnFailed():
+                return self.fail(codex_failure_error(event))
+        return []
+
+    def _complete(self, usage: Usage | None) -> list[Output]:
+        self.ended = True
+        if self._tool_calls:
+            return [Finished("tool_calls", usage)]
+        if self._tool_required:
+            return [Failed(ApiError(
+                502,
+                "tool_choice was 'required' but the model answered without calling a tool.",
+                "api_error", "tool_choice", "tool_call_required", {"x-should-retry": "false"},
+            ))]
+        outputs: list[Output] = []
+        if self._stream_mode == "final" and self._last_message:
+            outputs.append(Content(self._last_message))
+        outputs.append(Finished("stop", usage))
+        return outputs
+
+    def fail(self, error: ApiError) -> list[Output]:
+        """End the answer with an error (a failed turn, or the runner's timeout or shutdown)."""
+        if self.ended:
+            return []
+        self.ended = True
+        return [Failed(error)]
+
+
+def _content(text: str) -> list[Output]:
+    return [Content(text)] if text else []
+
+
+def _reasoning(text: str) -> list[Output]:
+    return [Reasoning(text)] if text else []

@@ -1,0 +1,107 @@
+"""What a Codex run says, in terms both engines share (pure).
+
+`codex exec --json` and `codex app-server` describe a turn differently; their protocol modules
+translate into these events so that everything downstream (the answer policy, the OpenAI wire
+format, the logs) is written once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_output_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class MessageDelta:
+    """Part of an agent message, as the model produces it (app-server only)."""
+
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class MessageDone:
+    """An agent message, whole."""
+
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ReasoningDone:
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallRequested:
+    """The model called one of the client's tools; the proxy hands the call to the client."""
+
+    call_id: str
+    name: str
+    arguments: str  # JSON text
+
+
+@dataclass(frozen=True)
+class TurnCompleted:
+    usage: Usage | None
+
+
+FailureKind = Literal["codex", "auth"]
+
+
+@dataclass(frozen=True)
+class TurnFailed:
+    message: str
+    kind: FailureKind = "codex"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Operational output (commands, file changes, retries, warnings): logged, never sent."""
+
+    kind: str
+    detail: str
+
+
+CodexEvent = (
+    MessageDelta
+    | MessageDone
+    | ReasoningDelta
+    | ReasoningDone
+    | ToolCallRequested
+    | TurnCompleted
+    | TurnFailed
+    | Notice
+)
+
+_AUTH_FAILURE = re.compile(
+    r"\b401\b|unauthori[sz]ed|not logged in|login required|please log ?in|"
+    r"invalid api key|incorrect api key|token (?:has )?expired|refresh token",
+    re.IGNORECASE,
+)
+
+LOGIN_HINT = "Codex is not logged in or its login has expired: run `codex login` and try again."
+
+
+def failure(message: str) -> TurnFailed:
+    """A failure, recognised as an authentication problem where Codex's message says so."""
+    message = message.strip() or "Codex failed without a message."
+    if _AUTH_FAILURE.search(message):
+        return TurnFailed(f"{LOGIN_HINT} (Codex said: {message})", "auth")
+    return TurnFailed(message, "codex")
