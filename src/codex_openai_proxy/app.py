@@ -1,0 +1,211 @@
+"""The HTTP API (quart-trio): OpenAI's Chat Completions and Models endpoints over Codex runs.
+
+Everything that can go wrong is answered in OpenAI's error shape, with a status clients know
+how to treat: 4xx for the request, 429 for a full queue, 502/503/504 for Codex (those with
+`x-should-retry: false`, since the OpenAI SDKs would otherwise start a fresh Codex run twice).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import trio
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from .answer import Failed, Finished, Output
+from .chat_request import parse_chat_request
+from .errors import ApiError, internal_error, invalid
+from .lifetime import RequestNurseryMiddleware, request_nursery
+from .openai_format import (
+    KEEPALIVE,
+    ChunkStream,
+    CompletionBuilder,
+    error_event,
+    new_completion_id,
+)
+from .runs import CodexLocator, Run, RunManager
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _http_error(error: HTTPException, settings: Settings) -> ApiError:
+    status = error.code or 500
+    if status == 404:
+        return ApiError(404, f"Unknown request URL: {request.method} {request.path}.",
+                        "invalid_request_error", None, "unknown_url")
+    if status == 405:
+        return ApiError(405, f"Method {request.method} is not allowed for {request.path}.",
+                        "invalid_request_error", None, "method_not_allowed")
+    if status == 413:
+        return ApiError(413, f"The request body is larger than PROXY_MAX_BODY_MB "
+                        f"({settings.max_body_mb:g} MB).", "invalid_request_error", None,
+                        "request_too_large")
+    if status == 408:
+        return ApiError(408, "The request body did not arrive in time.",
+                        "invalid_request_error", None, "request_timeout")
+    return ApiError(status, error.description or error.name, "invalid_request_error", None,
+                    None)
+
+
+#: Statuses sent before the request body was read. The unread body would stall the next
+#: request on the same keep-alive connection (hypercorn stops reading a body the app does not
+#: consume), so these responses close the connection.
+BODY_UNREAD_STATUSES = frozenset({401, 404, 405, 408, 413})
+
+
+def error_response(error: ApiError) -> Response:
+    response = Response(json.dumps(error.body()), status=error.status,
+                        content_type="application/json")
+    response.headers.update(error.headers)
+    if error.status in BODY_UNREAD_STATUSES and request.http_version in ("1.0", "1.1"):
+        response.headers["Connection"] = "close"
+    return response
+
+
+def create_app(settings: Settings, manager: RunManager, locator: CodexLocator) -> QuartTrio:
+    app = QuartTrio(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.asgi_app = RequestNurseryMiddleware(app.asgi_app)  # type: ignore[method-assign]
+    created = int(time.time())
+
+    def model_object(model_id: str) -> dict[str, Any]:
+        return {"id": model_id, "object": "model", "created": created,
+                "owned_by": "codex-openai-proxy"}
+
+    def model_ids() -> list[str]:
+        return [settings.codex_model]
+
+    # -- errors ---------------------------------------------------------------------------
+
+    @app.errorhandler(ApiError)
+    async def on_api_error(error: ApiError) -> Response:
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    async def on_http_error(error: HTTPException) -> Response:
+        return error_response(_http_error(error, settings))
+
+    @app.errorhandler(Exception)
+    async def on_unexpected_error(error: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(internal_error(type(error).__name__))
+
+    # -- authentication -------------------------------------------------------------------
+
+    @app.before_request
+    async def require_api_key() -> None:
+        if not (request.path == "/v1" or request.path.startswith("/v1/")):
+            return
+        header = request.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        if not header:
+            raise ApiError(401, "You didn't provide an API key. Send it as "
+                           "`Authorization: Bearer <PROXY_API_KEY>`.", "invalid_request_error",
+                           None, "missing_api_key")
+        # Constant-time, so response timing says nothing about how much of a guess was right.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            key.strip().encode(), settings.api_key.encode()
+        ):
+            raise ApiError(401, "Incorrect API key provided. Use the PROXY_API_KEY the proxy "
+                           "was started with.", "invalid_request_error", None,
+                           "invalid_api_key")
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        install = locator.install
+        return {
+            "ok": True,
+            "codex": {
+                "found": bool(install and install.found),
+                "path": install.path if install else None,
+                "version": install.capabilities.version if install else None,
+                "problem": install.problem if install else None,
+            },
+            "runs": {"active": len(manager.active), "queued": manager.queued,
+                     "max_concurrent": settings.max_concurrent},
+        }
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [model_object(m) for m in model_ids()]}
+
+    @app.get("/v1/models/<path:model_id>")
+    async def get_model(model_id: str) -> dict[str, Any]:
+        if model_id not in model_ids():
+            raise ApiError(404, f"The model '{model_id}' does not exist.",
+                           "invalid_request_error", "model", "model_not_found")
+        return model_object(model_id)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions() -> Any:
+        raw = await request.get_data(cache=False)
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise invalid(f"The request body is not valid JSON: {error}", None,
+                          "invalid_json") from None
+        chat = parse_chat_request(body, default_model=settings.codex_model,
+                                  max_image_bytes=settings.max_image_bytes)
+        run = await manager.start(request_nursery(request.scope), chat)
+        completion_id, created_at = new_completion_id(), int(time.time())
+        if chat.stream:
+            chunks = ChunkStream(completion_id, created_at, chat.model, chat.include_usage)
+            response = Response(_stream_body(run, chunks, settings.keepalive_s),
+                                status=200, content_type="text/event-stream")
+            response.headers["Cache-Control"] = "no-cache"
+            response.headers["X-Accel-Buffering"] = "no"
+            # Quart cuts any response after RESPONSE_TIMEOUT (60 s); the run has its own
+            # deadline, which ends the stream with a proper `timeout` error instead.
+            response.timeout = None
+            return response
+        builder = CompletionBuilder(completion_id, created_at, chat.model)
+        async for output in run.outputs:
+            builder.add(output)
+            if isinstance(output, Finished | Failed):
+                break
+        if builder.error is not None:
+            raise builder.error
+        if builder.finished is None:
+            raise internal_error("the run ended without an answer")
+        return builder.body()
+
+    return app
+
+
+async def _next_output(run: Run, keepalive_s: float) -> Output | bytes | None:
+    """The run's next output; KEEPALIVE after `keepalive_s` of silence; None if it ended."""
+    # A cancel scope may not be open across a `yield`, so the wait lives in this coroutine
+    # and the generator below only ever yields between waits.
+    with trio.move_on_after(keepalive_s):
+        try:
+            return await run.outputs.receive()
+        except trio.EndOfChannel:
+            return None
+    return KEEPALIVE
+
+
+async def _stream_body(run: Run, chunks: ChunkStream, keepalive_s: float) -> AsyncIterator[bytes]:
+    yield chunks.start()
+    while True:
+        output = await _next_output(run, keepalive_s)
+        if output is None:
+            yield error_event(internal_error("the run ended without an answer"))
+            return
+        if isinstance(output, bytes):
+            yield output
+            continue
+        yield chunks.render(output)
+        if isinstance(output, Finished | Failed):
+            # The answer is complete: end the response now. The child, if it is still
+            # exiting, is stopped by the request's nursery, not waited for here.
+            return

@@ -1,0 +1,96 @@
+"""Serving the app with hypercorn's trio worker, and stopping it cleanly.
+
+Hypercorn's `serve` is run directly (not its CLI) so that the proxy owns shutdown: SIGTERM or
+SIGINT stops the listener and, at the same moment, stops every queued and running Codex run,
+whose streams then end with a `shutting_down` error. Hypercorn gives open connections
+`graceful_timeout` to finish, which is more than the kill grace a child needs to be stopped, so
+by the time `serve_proxy` returns every child has been reaped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import partial
+
+import hypercorn.trio
+import trio
+from hypercorn.config import Config as HypercornConfig
+
+from .app import create_app
+from .runs import CodexLocator, RunManager
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningServer:
+    urls: list[str]
+    manager: RunManager
+    _stop: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+    def shut_down(self) -> None:
+        """Begin the same shutdown SIGTERM begins."""
+        self._stop.set()
+
+
+def hypercorn_config(settings: Settings) -> HypercornConfig:
+    config = HypercornConfig()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    config.bind = [f"{host}:{settings.port}"]
+    config.graceful_timeout = settings.kill_grace_s + 5
+    config.accesslog = settings.access_log or None
+    config.errorlog = "-"
+    # read_timeout stays unset: a streaming client sends nothing while it waits for an answer.
+    return config
+
+
+async def _stop_on_signals(server: RunningServer) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            server.shut_down()
+            return
+
+
+async def serve_proxy(
+    settings: Settings,
+    *,
+    env: Mapping[str, str] | None = None,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    env = dict(os.environ if env is None else env)
+    locator = CodexLocator(settings, env)
+    await locator.get()
+    manager = RunManager(settings, locator, env)
+    app = create_app(settings, manager, locator)
+    server = RunningServer([], manager)
+
+    async def shutdown_trigger() -> None:
+        await server._stop.wait()
+        manager.close()
+
+    async with trio.open_nursery() as nursery:
+        if handle_signals:
+            nursery.start_soon(_stop_on_signals, server)
+
+        async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
+            await hypercorn.trio.serve(app, hypercorn_config(settings),
+                                       shutdown_trigger=shutdown_trigger,
+                                       task_status=task_status)
+            nursery.cancel_scope.cancel()
+
+        server.urls = await nursery.start(partial(serve))
+        log.info("codex-openai-proxy listening on %s (Codex: %s)", server.url,
+                 locator.install.path if locator.install and locator.install.found
+                 else "not found")
+        task_status.started(server)
