@@ -1,0 +1,261 @@
+"""Fixtures shared by the end-to-end tests: the fake Codex, a real proxy, and process checks.
+
+Every end-to-end test runs a real hypercorn server on an ephemeral loopback port, inside the
+test's own trio run, and talks to it over TCP. The proxy's Codex children are therefore this
+process's children, which lets the tests check after every test that none is left (running or
+zombie), and lets a test wait for a pid to die through a pidfd instead of polling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from codex_openai_proxy.server import RunningServer, serve_proxy
+from codex_openai_proxy.settings import Settings
+
+TESTS = Path(__file__).parent
+FAKE_CODEX = TESTS / "fake_codex.py"
+API_KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def process_state(pid: int) -> str | None:
+    """The /proc state letter of `pid` (R, S, Z, ...), or None if it no longer exists."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def children_of(parent: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found.append(int(entry))
+    return found
+
+
+async def wait_dead(pid: int, timeout: float = 10.0) -> None:
+    """Until `pid` has exited (a zombie counts: it runs nothing). Fails after `timeout`."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        with trio.fail_after(timeout):
+            await trio.lowlevel.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_children() -> Any:
+    """After every test: no process started by the proxy (or the test) is left, not even a
+    zombie. This is the product's central promise, so every test checks it."""
+    before = set(children_of(os.getpid()))
+    yield
+    left = [pid for pid in children_of(os.getpid()) if pid not in before]
+    assert not left, f"processes left behind: {[(p, process_state(p)) for p in left]}"
+
+
+# -- the fake Codex ----------------------------------------------------------------------------
+
+
+@dataclass
+class FakeCodex:
+    """`tests/fake_codex.py` installed as an executable named `codex`, and what its runs left."""
+
+    bin: Path
+    record_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def runs(self) -> list[dict[str, Any]]:
+        """What each run recorded (argv, stdin, cwd, ...), oldest first."""
+        records = [json.loads(path.read_text()) | {"pid": int(path.stem)}
+                   for path in self.record_dir.glob("*.json")]
+        return sorted(records, key=lambda record: os.stat(
+            self.record_dir / f"{record['pid']}.json").st_mtime_ns)
+
+    def pids(self, run_pid: int) -> list[int]:
+        """The run's own pid and those of the processes it started."""
+        return [int(line) for line in (self.record_dir / f"{run_pid}.pids").read_text().split()]
+
+
+@pytest.fixture
+def fake_codex(tmp_path: Path) -> FakeCodex:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record_dir = tmp_path / "records"
+    record_dir.mkdir()
+    wrapper = bin_dir / "codex"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_CODEX}" "$@"\n')
+    wrapper.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
+        "HOME": str(tmp_path),
+        "FAKE_CODEX_RECORD_DIR": str(record_dir),
+        "PROXY_API_KEY": API_KEY,  # must never reach the child
+    }
+    return FakeCodex(wrapper, record_dir, env)
+
+
+# -- the proxy ---------------------------------------------------------------------------------
+
+TEST_SETTINGS = Settings(
+    host="127.0.0.1", port=0, api_key=API_KEY, kill_grace_s=0.5, queue_timeout_s=5,
+    request_timeout_s=30,
+)
+
+
+@dataclass
+class Proxy:
+    server: RunningServer
+    client: httpx.AsyncClient
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def manager(self) -> Any:
+        return self.server.manager
+
+
+class ProxyStarter:
+    def __init__(self, nursery: trio.Nursery, fake_codex: FakeCodex) -> None:
+        self._nursery = nursery
+        self._fake_codex = fake_codex
+
+    async def __call__(self, scenario: str = "normal", *, env: dict[str, str] | None = None,
+                       **settings: Any) -> Proxy:
+        """Start a proxy whose Codex runs `scenario`; `settings` override TEST_SETTINGS."""
+        full_env = {**self._fake_codex.env, "FAKE_CODEX_SCENARIO": scenario, **(env or {})}
+        settings.setdefault("codex_bin", "codex")
+        server = await self._nursery.start(partial(
+            serve_proxy, replace(TEST_SETTINGS, **settings), env=full_env, handle_signals=False,
+        ))
+        client = httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=30)
+        return Proxy(server, client)
+
+
+@pytest.fixture
+async def start_proxy(nursery: trio.Nursery, fake_codex: FakeCodex) -> AsyncIterator[ProxyStarter]:
+    yield ProxyStarter(nursery, fake_codex)
+    # pytest-trio cancels the nursery (and with it every server) when the test ends.
+
+
+@pytest.fixture
+async def proxy(start_proxy: ProxyStarter) -> Proxy:
+    return await start_proxy()
+
+
+# -- reading answers ---------------------------------------------------------------------------
+
+
+def chat_body(content: str = "Say hello.", **extra: Any) -> dict[str, Any]:
+    return {"model": "gpt-5", "messages": [{"role": "user", "content": content}], **extra}
+
+
+@dataclass
+class Stream:
+    """One SSE response, read as it arrives."""
+
+    response: httpx.Response
+    events: list[Any] = field(default_factory=list)  # decoded `data:` payloads; "[DONE]" kept
+    raw_lines: list[str] = field(default_factory=list)
+
+    async def next_line(self) -> str:
+        """The next non-empty SSE line, comments included."""
+        async for line in self._lines:
+            self.raw_lines.append(line)
+            if line:
+                return line
+        raise EOFError("the stream ended")
+
+    async def next_event(self) -> Any:
+        async for line in self._lines:
+            self.raw_lines.append(line)
+            if line.startswith("data: "):
+                payload = line[len("data: "):]
+                event = payload if payload == "[DONE]" else json.loads(payload)
+                self.events.append(event)
+                return event
+        raise EOFError("the stream ended")
+
+    async def read_to_end(self) -> list[Any]:
+        while True:
+            try:
+                await self.next_event()
+            except EOFError:
+                return self.events
+
+    async def wait_for(self, predicate: Any) -> Any:
+        while True:
+            event = await self.next_event()
+            if predicate(event):
+                return event
+
+    def __post_init__(self) -> None:
+        self._lines = self.response.aiter_lines()
+
+    @property
+    def content(self) -> str:
+        return "".join(delta(e).get("content") or "" for e in self.events if choices(e))
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(delta(e).get("reasoning_content") or "" for e in self.events
+                       if choices(e))
+
+
+def choices(event: Any) -> list[Any]:
+    return event.get("choices") or [] if isinstance(event, dict) else []
+
+
+def delta(event: Any) -> dict[str, Any]:
+    return choices(event)[0]["delta"]
+
+
+def is_ready(event: Any) -> bool:
+    """The fake Codex's sign (a reasoning item) that a hanging scenario is fully set up."""
+    return bool(choices(event)) and delta(event).get("reasoning_content") == "ready"
+
+
+class open_stream:
+    """POST a streaming chat request and read its SSE events as they come."""
+
+    def __init__(self, client: httpx.AsyncClient, body: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        self._request = client.build_request(
+            "POST", "/v1/chat/completions", json={**(body or chat_body()), "stream": True},
+            **kwargs,
+        )
+        self._client = client
+
+    async def __aenter__(self) -> Stream:
+        self._response = await self._client.send(self._request, stream=True)
+        return Stream(self._response)
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._response.aclose()
