@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Set up everything the tests need on a fresh machine, then run the whole suite.
+#
+#   bash scripts/test.sh            # lint + every test
+#   bash scripts/test.sh -k stream  # extra arguments go to pytest
+#
+# Creates .venv (the package in editable mode with its test extra) and installs the pinned
+# Codex CLI from npm into .tools/codex (both git-ignored; no global install, no sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CODEX_VERSION=0.169.0
+PYTHON=${PYTHON:-python3}
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'scripts/test.sh: %s\n' "$*" >&2; exit 1; }
+
+command -v "$PYTHON" >/dev/null || die "$PYTHON not found; install Python 3.11 or newer."
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || die "Python 3.11 or newer is needed; $PYTHON is $("$PYTHON" --version 2>&1)."
+
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+say "installing the package and its test tools into .venv"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+codex=.tools/codex/node_modules/.bin/codex
+if ! "$codex" --version 2>/dev/null | grep -qx "codex-cli $CODEX_VERSION"; then
+  command -v npm >/dev/null || die "npm not found; Node.js 18+ with npm is needed for the Codex CLI."
+  say "installing @openai/codex@$CODEX_VERSION into .tools/codex"
+  mkdir -p .tools/codex
+  npm install --prefix .tools/codex --no-save --no-audit --no-fund --loglevel=error \
+    "@openai/codex@$CODEX_VERSION" >/dev/null
+fi
+say "Codex CLI: $("$codex" --version)"
+export CODEX_OPENAI_PROXY_TEST_CODEX="$PWD/$codex"
+
+say "ruff"
+.venv/bin/ruff check src tests
+
+say "pytest"
+exec .venv/bin/python -m pytest "$@"
