@@ -48,7 +48,9 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config.bind = [f"{host}:{settings.port}"]
     config.graceful_timeout = settings.kill_grace_s + 5
     config.accesslog = settings.access_log or None
-    config.errorlog = "-"
+    # A Logger, not "-": hypercorn would add a handler of its own and every line would be
+    # printed twice, once by it and once by the root handler the CLI set up.
+    config.errorlog = logging.getLogger("hypercorn.error")
     # read_timeout stays unset: a streaming client sends nothing while it waits for an answer.
     return config
 
