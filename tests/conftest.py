@@ -259,3 +259,54 @@ class open_stream:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self._response.aclose()
+
+
+# -- the real Codex CLI against the mock Responses API -------------------------------------------
+
+REPO = TESTS.parent
+
+
+@pytest.fixture(scope="session")
+def real_codex_bin() -> str:
+    """The pinned Codex CLI that scripts/test.sh installs (the npm Node wrapper)."""
+    path = os.environ.get("CODEX_OPENAI_PROXY_TEST_CODEX") or str(
+        REPO / ".tools" / "codex" / "node_modules" / ".bin" / "codex")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"the pinned Codex CLI is not installed at {path}: run bash scripts/test.sh")
+    return path
+
+
+@pytest.fixture
+async def mock_upstream(nursery: trio.Nursery) -> Any:
+    from mock_responses import MockResponses, serve_mock
+
+    mock = MockResponses()
+    await nursery.start(serve_mock, mock)
+    return mock
+
+
+@pytest.fixture
+def start_real_proxy(nursery: trio.Nursery, real_codex_bin: str, mock_upstream: Any,
+                     tmp_path: Path) -> Any:
+    """Start a proxy running the real Codex, pointed at `mock_upstream` through CODEX_HOME."""
+    from mock_responses import codex_home
+
+    async def start(**settings: Any) -> Proxy:
+        home = codex_home(tmp_path / "codex-home", mock_upstream.url)
+        env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(tmp_path),
+               "CODEX_HOME": str(home), "PROXY_API_KEY": API_KEY}
+        settings.setdefault("codex_bin", real_codex_bin)
+        server = await nursery.start(partial(
+            serve_proxy, replace(TEST_SETTINGS, **settings), env=env, handle_signals=False,
+        ))
+        return Proxy(server, httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=60))
+
+    return start
+
+
+def process_children(pid: int) -> list[int]:
+    """Direct children of `pid` (all its threads'), from /proc."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found

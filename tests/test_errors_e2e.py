@@ -4,6 +4,7 @@ server keeps serving."""
 from __future__ import annotations
 
 import pytest
+
 from conftest import chat_body, open_stream
 
 

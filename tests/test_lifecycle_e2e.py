@@ -15,6 +15,7 @@ from functools import partial
 
 import httpx
 import trio
+
 from conftest import (
     AUTH,
     chat_body,

@@ -1,0 +1,186 @@
+"""A local stand-in for the OpenAI Responses API, for running the real Codex CLI offline.
+
+The real Codex talks to it through a temporary `CODEX_HOME/config.toml` (see `codex_home`):
+`model_provider = "mock"` with `wire_api = "responses"` and no retries, so every failure the
+mock is told to produce reaches Codex at once. What Codex 0.169.0 reads from the stream: only
+the JSON `type` inside each `data:` line; `response.created`, `response.output_item.added` /
+`.done`, `response.output_text.delta`, `response.reasoning_summary_text.delta` (with
+`summary_index`), `response.completed` (with usage) and `response.failed`. A stream that ends
+without `response.completed` is an error to Codex.
+
+The mock records every request (headers, decoded JSON body, when each delta went out), and
+answers according to a scenario: the one given to `MockResponses`, or one named in the request
+itself by a `mock-scenario:NAME` marker anywhere in its input (so one mock serves a test that
+mixes behaviours). Scenarios:
+
+  text        the answer text in a few deltas, `delta_delay_s` apart
+  reasoning   a reasoning summary (in deltas), then the text
+  failure     `response.failed` with "upstream exploded"
+  http500     an HTTP 500 with a JSON error body
+  hang        `response.created`, then nothing, ever
+  tool_call   `function_call` items from `tool_calls` (name, arguments), for client tools
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hypercorn.trio
+import trio
+from hypercorn.config import Config
+from quart import Response, request
+from quart_trio import QuartTrio
+
+ANSWER_DELTAS = ("Hello", " from", " the mock.")
+REASONING_DELTAS = ("Thinking", " it over.")
+USAGE = {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 2}, "output_tokens": 5,
+         "output_tokens_details": {"reasoning_tokens": 1}, "total_tokens": 15}
+_MARKER = re.compile(r"mock-scenario:(\w+)")
+
+
+@dataclass
+class RecordedRequest:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    delta_times: list[float] = field(default_factory=list)  # time.monotonic() per text delta
+    finished_at: float | None = None
+
+    def input_text(self) -> str:
+        """Every text the model was given, joined (instructions excluded)."""
+        return json.dumps(self.body.get("input", []), ensure_ascii=False)
+
+    def tool_names(self) -> list[str]:
+        names = []
+        for tool in self.body.get("tools", []):
+            names.append(tool.get("name") or tool.get("type"))
+        return names
+
+
+@dataclass
+class MockResponses:
+    scenario: str = "text"
+    delta_delay_s: float = 0.0
+    answer: tuple[str, ...] = ANSWER_DELTAS
+    tool_calls: list[tuple[str, Any]] = field(default_factory=list)  # (name, arguments)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    url: str = ""  # http://127.0.0.1:PORT/v1 once serving
+    _arrived: trio.Event = field(default_factory=trio.Event)
+
+    async def wait_for_request(self, count: int = 1) -> RecordedRequest:
+        """Until `count` requests have arrived; the last of them."""
+        while len(self.requests) < count:
+            await self._arrived.wait()
+        return self.requests[count - 1]
+
+    def app(self) -> QuartTrio:
+        app = QuartTrio(__name__)
+
+        @app.post("/v1/responses")
+        async def responses() -> Any:
+            body = await request.get_json(force=True)
+            recorded = RecordedRequest(request.path, dict(request.headers), body)
+            self.requests.append(recorded)
+            self._arrived.set()
+            self._arrived = trio.Event()
+            found = _MARKER.findall(recorded.input_text())
+            scenario = found[-1] if found else self.scenario
+            if scenario == "http500":
+                return {"error": {"message": "the mock upstream failed", "type": "server_error",
+                                  "param": None, "code": None}}, 500
+            response = Response(self._events(scenario, recorded), 200,
+                                content_type="text/event-stream")
+            response.timeout = None
+            return response
+
+        return app
+
+    async def _events(self, scenario: str, recorded: RecordedRequest) -> Any:
+        def sse(payload: dict[str, Any]) -> bytes:
+            return (f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n").encode()
+
+        response_id = f"resp_{len(self.requests)}"
+        yield sse({"type": "response.created", "response": {"id": response_id}})
+        if scenario == "hang":
+            await trio.sleep_forever()
+        if scenario == "failure":
+            yield sse({"type": "response.failed", "response": {
+                "id": response_id,
+                "error": {"code": "server_error", "message": "upstream exploded"}}})
+            return
+        index = 0
+        if scenario == "reasoning":
+            item = {"type": "reasoning", "id": "rs_1", "summary": []}
+            yield sse({"type": "response.output_item.added", "output_index": index, "item": item})
+            for text in REASONING_DELTAS:
+                yield sse({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1",
+                           "output_index": index, "summary_index": 0, "delta": text})
+            item = {**item, "summary": [{"type": "summary_text",
+                                         "text": "".join(REASONING_DELTAS)}]}
+            yield sse({"type": "response.output_item.done", "output_index": index, "item": item})
+            index += 1
+        if scenario == "tool_call":
+            for number, (name, arguments) in enumerate(self.tool_calls, start=1):
+                item = {"type": "function_call", "id": f"fc_{number}", "call_id": f"call_{number}",
+                        "name": name, "arguments": json.dumps(arguments, ensure_ascii=False),
+                        "status": "completed"}
+                yield sse({"type": "response.output_item.added", "output_index": index,
+                           "item": {**item, "arguments": "", "status": "in_progress"}})
+                yield sse({"type": "response.output_item.done", "output_index": index,
+                           "item": item})
+                index += 1
+        else:
+            message = {"type": "message", "role": "assistant", "id": "msg_1", "content": []}
+            yield sse({"type": "response.output_item.added", "output_index": index,
+                       "item": message})
+            for number, text in enumerate(self.answer):
+                if number and self.delta_delay_s:
+                    await trio.sleep(self.delta_delay_s)
+                recorded.delta_times.append(time.monotonic())
+                yield sse({"type": "response.output_text.delta", "item_id": "msg_1",
+                           "output_index": index, "content_index": 0, "delta": text})
+            message = {**message, "content": [{"type": "output_text",
+                                               "text": "".join(self.answer),
+                                               "annotations": []}]}
+            yield sse({"type": "response.output_item.done", "output_index": index,
+                       "item": message})
+        recorded.finished_at = time.monotonic()
+        yield sse({"type": "response.completed",
+                   "response": {"id": response_id, "usage": USAGE}})
+
+
+async def serve_mock(mock: MockResponses, *, task_status: trio.TaskStatus[str]) -> None:
+    """Serve `mock` on an ephemeral loopback port; started() with its base URL (…/v1)."""
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.graceful_timeout = 0.1
+    config.errorlog = None
+
+    async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
+        await hypercorn.trio.serve(mock.app(), config, task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(serve)
+        mock.url = urls[0].replace("0.0.0.0", "127.0.0.1") + "/v1"
+        task_status.started(mock.url)
+
+
+def codex_home(directory: Path, base_url: str) -> Path:
+    """A CODEX_HOME whose config points Codex at the mock, with retries off."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.toml").write_text(
+        'model_provider = "mock"\n'
+        "\n"
+        "[model_providers.mock]\n"
+        'name = "mock"\n'
+        f'base_url = "{base_url}"\n'
+        'wire_api = "responses"\n'
+        "request_max_retries = 0\n"
+        "stream_max_retries = 0\n"
+    )
+    return directory

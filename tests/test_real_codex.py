@@ -1,0 +1,113 @@
+"""The proxy with the real, pinned Codex CLI (0.169.0 from npm), against the local mock of the
+Responses API: what users run, minus the internet."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from conftest import chat_body, delta, open_stream, process_children, process_state, wait_dead
+
+pytestmark = pytest.mark.real_codex
+
+# A valid 1x1 PNG (Codex drops images it cannot decode).
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+async def test_stream_with_usage(start_real_proxy, mock_upstream):
+    proxy = await start_real_proxy()
+    async with open_stream(proxy.client, chat_body(stream_options={"include_usage": True})) as s:
+        events = await s.read_to_end()
+    assert delta(events[0]) == {"role": "assistant", "content": ""}
+    assert s.content == "Hello from the mock."
+    assert events[-3]["choices"][0]["finish_reason"] == "stop"
+    assert events[-2]["usage"] == {
+        "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+        "prompt_tokens_details": {"cached_tokens": 2},
+        "completion_tokens_details": {"reasoning_tokens": 1},
+    }
+    assert events[-1] == "[DONE]"
+    # Codex's "Model metadata for `gpt-5` not found" warning is operational: never sent.
+    assert "metadata" not in json.dumps(events)
+
+
+async def test_non_stream_with_reasoning(start_real_proxy, mock_upstream):
+    mock_upstream.scenario = "reasoning"
+    proxy = await start_real_proxy()
+    response = await proxy.client.post("/v1/chat/completions", json=chat_body())
+    assert response.status_code == 200, response.text
+    message = response.json()["choices"][0]["message"]
+    assert message["content"] == "Hello from the mock."
+    assert message["reasoning_content"] == "Thinking it over."
+    assert response.json()["usage"]["total_tokens"] == 15
+
+
+async def test_model_effort_and_prompt_reach_the_upstream(start_real_proxy, mock_upstream):
+    proxy = await start_real_proxy()
+    body = {"model": "gpt-5.5", "reasoning_effort": "low", "messages": [
+        {"role": "system", "content": "Answer in French."},
+        {"role": "user", "content": "--help me count to 3"},
+    ]}
+    response = await proxy.client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    [upstream] = mock_upstream.requests
+    assert upstream.body["model"] == "gpt-5.5"
+    assert upstream.body["reasoning"]["effort"] == "low"
+    assert "--help me count to 3" in upstream.input_text()
+    assert "Answer in French." in upstream.input_text()
+
+
+@pytest.mark.parametrize("scenario", ["failure", "http500"])
+async def test_upstream_failure_is_a_clean_error(start_real_proxy, mock_upstream, scenario):
+    mock_upstream.scenario = scenario
+    proxy = await start_real_proxy()
+    response = await proxy.client.post("/v1/chat/completions", json=chat_body())
+    assert response.status_code == 502, response.text
+    error = response.json()["error"]
+    assert error["code"] == "codex_error"
+    # Codex's own words reach the client: the upstream's message, or for a 500 Codex's
+    # summary of it.
+    expected = "upstream exploded" if scenario == "failure" else "high demand"
+    assert expected in error["message"]
+    async with open_stream(proxy.client) as s:
+        events = await s.read_to_end()
+    assert events[-1] == "[DONE]" and expected in events[-2]["error"]["message"]
+
+
+async def test_disconnect_while_upstream_hangs_kills_every_codex_process(start_real_proxy,
+                                                                       mock_upstream):
+    mock_upstream.scenario = "hang"
+    proxy = await start_real_proxy()
+    async with open_stream(proxy.client) as s:
+        await s.next_event()  # the role chunk: the run has started
+        await mock_upstream.wait_for_request()  # Codex is now waiting on the upstream
+        [run] = proxy.manager.active
+        wrapper = run.pid
+        native = process_children(wrapper)
+        assert native, "the npm wrapper runs the native binary as its child"
+        assert all(process_state(pid) for pid in [wrapper, *native])
+    for pid in [wrapper, *native]:
+        await wait_dead(pid)
+    await proxy.manager.wait_idle()
+    assert process_state(wrapper) is None
+
+
+async def test_an_inline_image_reaches_the_upstream(start_real_proxy, mock_upstream):
+    proxy = await start_real_proxy()
+    url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    body = {"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": url}},
+    ]}]}
+    response = await proxy.client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    [upstream] = mock_upstream.requests
+    images = [part["image_url"] for item in upstream.body["input"] if isinstance(item, dict)
+              for part in item.get("content") or [] if isinstance(part, dict)
+              and part.get("type") == "input_image"]
+    assert len(images) == 1
+    assert base64.b64decode(images[0].split(",", 1)[1]) == PNG
