@@ -39,7 +39,7 @@ say "Codex CLI: $("$codex" --version)"
 export CODEX_OPENAI_PROXY_TEST_CODEX="$PWD/$codex"
 
 say "ruff"
-.venv/bin/ruff check src tests
+.venv/bin/ruff check src tests scripts
 
 say "pytest"
 exec .venv/bin/python -m pytest "$@"

@@ -122,9 +122,10 @@ def fake_codex(tmp_path: Path) -> FakeCodex:
 
 # -- the proxy ---------------------------------------------------------------------------------
 
+# The fake Codex simulates `codex exec`; the app-server engine is tested with the real Codex.
 TEST_SETTINGS = Settings(
     host="127.0.0.1", port=0, api_key=API_KEY, kill_grace_s=0.5, queue_timeout_s=5,
-    request_timeout_s=30,
+    request_timeout_s=30, engine="exec",
 )
 
 

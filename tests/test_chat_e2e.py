@@ -214,6 +214,7 @@ async def test_models_and_health(proxy):
     assert body["ok"] is True
     assert body["codex"]["found"] is True
     assert body["codex"]["version"] == "0.169.0"
+    assert body["engine"] == "exec"
     assert json.dumps(body)  # plain JSON all the way down
 
 

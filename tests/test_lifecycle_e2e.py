@@ -168,7 +168,7 @@ async def test_shutdown_with_streams_in_flight(start_proxy, fake_codex):
 
 async def test_sigterm_stops_the_server_and_every_child(fake_codex, tmp_path):
     env = {**os.environ, **fake_codex.env, "FAKE_CODEX_SCENARIO": "grandchild",
-           "PROXY_KILL_GRACE_S": "0.5", "PORT": "0"}
+           "PROXY_KILL_GRACE_S": "0.5", "PORT": "0", "CODEX_ENGINE": "exec"}
     server = await trio.lowlevel.open_process(
         [sys.executable, "-m", "codex_openai_proxy"], env=env,
         stderr=subprocess.PIPE, start_new_session=True)

@@ -5,12 +5,26 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 
-from conftest import chat_body, delta, open_stream, process_children, process_state, wait_dead
+from conftest import (
+    chat_body,
+    choices,
+    delta,
+    open_stream,
+    process_children,
+    process_state,
+    wait_dead,
+)
 
 pytestmark = pytest.mark.real_codex
+
+
+@pytest.fixture(params=["exec", "app-server"])
+def engine(request):
+    return request.param
 
 # A valid 1x1 PNG (Codex drops images it cannot decode).
 PNG = base64.b64decode(
@@ -18,8 +32,8 @@ PNG = base64.b64decode(
 )
 
 
-async def test_stream_with_usage(start_real_proxy, mock_upstream):
-    proxy = await start_real_proxy()
+async def test_stream_with_usage(start_real_proxy, mock_upstream, engine):
+    proxy = await start_real_proxy(engine=engine)
     async with open_stream(proxy.client, chat_body(stream_options={"include_usage": True})) as s:
         events = await s.read_to_end()
     assert delta(events[0]) == {"role": "assistant", "content": ""}
@@ -35,9 +49,9 @@ async def test_stream_with_usage(start_real_proxy, mock_upstream):
     assert "metadata" not in json.dumps(events)
 
 
-async def test_non_stream_with_reasoning(start_real_proxy, mock_upstream):
+async def test_non_stream_with_reasoning(start_real_proxy, mock_upstream, engine):
     mock_upstream.scenario = "reasoning"
-    proxy = await start_real_proxy()
+    proxy = await start_real_proxy(engine=engine)
     response = await proxy.client.post("/v1/chat/completions", json=chat_body())
     assert response.status_code == 200, response.text
     message = response.json()["choices"][0]["message"]
@@ -46,8 +60,8 @@ async def test_non_stream_with_reasoning(start_real_proxy, mock_upstream):
     assert response.json()["usage"]["total_tokens"] == 15
 
 
-async def test_model_effort_and_prompt_reach_the_upstream(start_real_proxy, mock_upstream):
-    proxy = await start_real_proxy()
+async def test_model_effort_and_prompt_reach_the_upstream(start_real_proxy, mock_upstream, engine):
+    proxy = await start_real_proxy(engine=engine)
     body = {"model": "gpt-5.5", "reasoning_effort": "low", "messages": [
         {"role": "system", "content": "Answer in French."},
         {"role": "user", "content": "--help me count to 3"},
@@ -62,9 +76,9 @@ async def test_model_effort_and_prompt_reach_the_upstream(start_real_proxy, mock
 
 
 @pytest.mark.parametrize("scenario", ["failure", "http500"])
-async def test_upstream_failure_is_a_clean_error(start_real_proxy, mock_upstream, scenario):
+async def test_upstream_failure_is_a_clean_error(start_real_proxy, mock_upstream, engine, scenario):
     mock_upstream.scenario = scenario
-    proxy = await start_real_proxy()
+    proxy = await start_real_proxy(engine=engine)
     response = await proxy.client.post("/v1/chat/completions", json=chat_body())
     assert response.status_code == 502, response.text
     error = response.json()["error"]
@@ -79,9 +93,9 @@ async def test_upstream_failure_is_a_clean_error(start_real_proxy, mock_upstream
 
 
 async def test_disconnect_while_upstream_hangs_kills_every_codex_process(start_real_proxy,
-                                                                       mock_upstream):
+                                                                       mock_upstream, engine):
     mock_upstream.scenario = "hang"
-    proxy = await start_real_proxy()
+    proxy = await start_real_proxy(engine=engine)
     async with open_stream(proxy.client) as s:
         await s.next_event()  # the role chunk: the run has started
         await mock_upstream.wait_for_request()  # Codex is now waiting on the upstream
@@ -96,8 +110,8 @@ async def test_disconnect_while_upstream_hangs_kills_every_codex_process(start_r
     assert process_state(wrapper) is None
 
 
-async def test_an_inline_image_reaches_the_upstream(start_real_proxy, mock_upstream):
-    proxy = await start_real_proxy()
+async def test_an_inline_image_reaches_the_upstream(start_real_proxy, mock_upstream, engine):
+    proxy = await start_real_proxy(engine=engine)
     url = "data:image/png;base64," + base64.b64encode(PNG).decode()
     body = {"messages": [{"role": "user", "content": [
         {"type": "text", "text": "What is in this image?"},
@@ -111,3 +125,45 @@ async def test_an_inline_image_reaches_the_upstream(start_real_proxy, mock_upstr
               and part.get("type") == "input_image"]
     assert len(images) == 1
     assert base64.b64decode(images[0].split(",", 1)[1]) == PNG
+
+
+def has_content(event) -> bool:
+    return bool(choices(event)) and bool(delta(event).get("content"))
+
+
+async def test_app_server_relays_tokens_as_the_model_writes_them(start_real_proxy, mock_upstream):
+    mock_upstream.delta_delay_s = 0.2
+    proxy = await start_real_proxy(engine="app-server")
+    async with open_stream(proxy.client) as s:
+        first = await s.wait_for(has_content)
+        first_received = time.monotonic()
+        await s.read_to_end()
+    assert delta(first)["content"] == "Hello"
+    assert s.content == "Hello from the mock."
+    [upstream] = mock_upstream.requests
+    # The first words were on the client's screen before the model had written its last.
+    assert first_received < upstream.delta_times[-1]
+
+
+async def test_exec_sends_a_message_only_once_it_is_complete(start_real_proxy, mock_upstream):
+    mock_upstream.delta_delay_s = 0.2
+    proxy = await start_real_proxy(engine="exec")
+    async with open_stream(proxy.client) as s:
+        first = await s.wait_for(has_content)
+        first_received = time.monotonic()
+        await s.read_to_end()
+    assert delta(first)["content"] == "Hello from the mock."
+    [upstream] = mock_upstream.requests
+    assert first_received > upstream.delta_times[-1]
+
+
+async def test_the_deadline_stops_a_run_waiting_on_a_hanging_upstream(start_real_proxy,
+                                                                     mock_upstream, engine):
+    mock_upstream.scenario = "hang"
+    proxy = await start_real_proxy(engine=engine, request_timeout_s=2)
+    async with open_stream(proxy.client) as s:
+        events = await s.read_to_end()
+    assert events[-2]["error"]["code"] == "timeout" and events[-1] == "[DONE]"
+    response = await proxy.client.post("/v1/chat/completions", json=chat_body())
+    assert response.status_code == 504
+    await proxy.manager.wait_idle()

@@ -15,7 +15,7 @@ def test_defaults_without_flags_or_environment() -> None:
     assert settings.api_key == "codex-local-secret"
     assert settings.codex_model == "gpt-5"
     assert settings.stream_mode == "incremental"
-    assert settings.engine == "exec"
+    assert settings.engine == "app-server"
     assert settings.codex_bin == "codex"
     assert settings.request_timeout_s == 600.0
     assert settings.kill_grace_s == 2.0
@@ -58,6 +58,7 @@ def test_every_option_has_a_distinct_env_and_flag() -> None:
         ("PROXY_STREAM_MODE", "final", "stream_mode", "final"),
         ("PROXY_STREAM_MODE", "FINAL", "stream_mode", "final"),
         ("CODEX_ENGINE", "exec", "engine", "exec"),
+        ("CODEX_ENGINE", "App-Server", "engine", "app-server"),
         ("CODEX_BIN", "/opt/codex/bin/codex", "codex_bin", "/opt/codex/bin/codex"),
         ("PROXY_REQUEST_TIMEOUT_S", "12.5", "request_timeout_s", 12.5),
         ("PROXY_KILL_GRACE_S", "0", "kill_grace_s", 0.0),
@@ -170,8 +171,8 @@ def test_byte_limits_are_mebibytes() -> None:
         ("PROXY_API_KEY", "", "must not be empty"),
         ("CODEX_MODEL", " ", "must not be empty"),
         ("PROXY_STREAM_MODE", "partial", "must be one of incremental, final"),
-        ("CODEX_ENGINE", "app-server", "must be one of exec"),
-        ("CODEX_ENGINE", "", "must be one of exec"),
+        ("CODEX_ENGINE", "appserver", "must be one of exec, app-server"),
+        ("CODEX_ENGINE", "", "must be one of exec, app-server"),
         ("CODEX_BIN", "", "must not be empty"),
         ("PROXY_REQUEST_TIMEOUT_S", "soon", "must be a number of seconds"),
         ("PROXY_REQUEST_TIMEOUT_S", "0", "must be a positive number of seconds"),

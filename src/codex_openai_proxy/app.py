@@ -131,6 +131,8 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator) -
                 "version": install.capabilities.version if install else None,
                 "problem": install.problem if install else None,
             },
+            "engine": manager.engine_for(install) if install and install.found
+            else settings.engine,
             "runs": {"active": len(manager.active), "queued": manager.queued,
                      "max_concurrent": settings.max_concurrent},
         }

@@ -29,22 +29,23 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import trio
 
 from .answer import AnswerAssembler, Failed, Finished, Output, codex_failure_error
+from .app_server_protocol import AppServerSession, TurnPlan, encode
 from .chat_request import ChatRequest
 from .child import Child, LineTooLong, spawn_child
-from .codex_cli import INSTALL_HINT, RunOptions, exec_argv
-from .codex_events import Notice, failure
+from .codex_cli import INSTALL_HINT, RunOptions, app_server_argv, exec_argv
+from .codex_events import CodexEvent, Notice, failure
 from .codex_probe import CodexInstall, probe_codex
 from .errors import ApiError, internal_error
 from .exec_protocol import ExecJsonReader, PlainOutputReader
-from .prompt import number_images, render_prompt
-from .settings import Settings
+from .prompt import number_images, render_instructions, render_prompt
+from .settings import Engine, Settings
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class Run:
     stop_reason: StopReason | None = None
     returncode: int | None = None
     outcome: Outcome | None = None  # set when the answer (or its error) is handed over
+    engine: Engine | None = None
     _cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
     def stop(self, reason: StopReason) -> None:
@@ -234,9 +236,22 @@ class RunManager:
         # `close()` reaches it at any point and `wait_idle()` means "nothing left behind".
         self._enter(run)
         try:
-            argv = exec_argv(install.path or settings.codex_bin, install.capabilities,
-                             self._options(request, scratch_dir))
-            prompt = render_prompt(request.messages)
+            options = self._options(request, scratch_dir)
+            codex_bin = install.path or settings.codex_bin
+            engine = self.engine_for(install)
+            run.engine = engine
+            if engine == "app-server":
+                argv = app_server_argv(codex_bin, options)
+                plan = TurnPlan(
+                    prompt=render_prompt(request.messages, system_in_prompt=False),
+                    cwd=scratch_dir, model=options.model, effort=options.reasoning_effort,
+                    developer_instructions=render_instructions(request.messages) or None,
+                    image_paths=options.image_paths,
+                )
+                prompt = plan.prompt
+            else:
+                argv = exec_argv(codex_bin, install.capabilities, options)
+                prompt = render_prompt(request.messages)
             if settings.log_bodies:
                 log.debug("run %d prompt:\n%s", run.number, prompt)
             async with contextlib.AsyncExitStack() as stack:
@@ -257,7 +272,10 @@ class RunManager:
                 task_status.started(run)
                 with run._cancel_scope:
                     try:
-                        await self._drive_exec(run, child, prompt, send)
+                        if engine == "app-server":
+                            await self._drive_app_server(run, child, plan, send)
+                        else:
+                            await self._drive_exec(run, child, prompt, send)
                     except LineTooLong as error:
                         self._answer(run, send, Failed(codex_failure_error(failure(str(error)))),
                                      "failed")
@@ -281,8 +299,9 @@ class RunManager:
                 # Anything unanswered was ended from outside: the client left or the server
                 # stopped the request.
                 log.info(
-                    "run %d model=%s stream=%s outcome=%s exit=%s pid=%s duration=%.2fs",
-                    run.number, request.model, request.stream,
+                    "run %d engine=%s model=%s stream=%s outcome=%s exit=%s pid=%s "
+                    "duration=%.2fs",
+                    run.number, run.engine, request.model, request.stream,
                     run.outcome or run.stop_reason or "disconnect", run.returncode, run.pid,
                     time.monotonic() - run.started_at,
                 )
@@ -296,6 +315,12 @@ class RunManager:
             # A reader that has gone (its request ended) no longer needs the answer.
             with contextlib.suppress(trio.BrokenResourceError):
                 send.send_nowait(output)
+
+    def engine_for(self, install: CodexInstall) -> Engine:
+        """The configured engine, or exec where this Codex build has no app-server."""
+        if self.settings.engine == "app-server" and not install.capabilities.app_server:
+            return "exec"
+        return self.settings.engine
 
     def _options(self, request: ChatRequest, scratch_dir: str) -> RunOptions:
         image_paths = []
@@ -313,6 +338,69 @@ class RunManager:
             image_paths=tuple(image_paths),
         )
 
+    def _deliverer(
+        self, run: Run, send: trio.MemorySendChannel[Output]
+    ) -> tuple[AnswerAssembler, Callable[[list[CodexEvent]], None]]:
+        """The answer policy for a run, and a function that hands its outputs to the client."""
+        assembler = AnswerAssembler(stream_mode=self.settings.stream_mode)
+
+        def deliver(events: list[CodexEvent]) -> None:
+            for event in events:
+                if isinstance(event, Notice):
+                    log.debug("run %d %s: %s", run.number, event.kind, event.detail)
+                    continue
+                for output in assembler.feed(event):
+                    if isinstance(output, Finished):
+                        self._answer(run, send, output, "ok")
+                    elif isinstance(output, Failed):
+                        self._answer(run, send, output, "failed")
+                    else:
+                        with contextlib.suppress(trio.BrokenResourceError):
+                            send.send_nowait(output)
+
+        return assembler, deliver
+
+    async def _drive_app_server(
+        self,
+        run: Run,
+        child: Child,
+        plan: TurnPlan,
+        send: trio.MemorySendChannel[Output],
+    ) -> None:
+        """Hold the JSON-RPC conversation for one turn; relay its deltas as they come."""
+        session = AppServerSession(plan)
+        assembler, deliver = self._deliverer(run, send)
+
+        async def write(messages: list[dict[str, Any]]) -> None:
+            for message in messages:
+                await child.send(encode(message))
+
+        try:
+            await write(session.start())
+            while not assembler.ended and (line := await child.read_line()) is not None:
+                outgoing, events = session.feed(line)
+                await write(outgoing)
+                deliver(events)
+            if not assembler.ended:
+                deliver(session.finish(await child.wait_exit(), child.stderr_tail()))
+        finally:
+            # However the turn ends (answered, failed, client gone, deadline, shutdown), ask
+            # Codex to stop it first; Codex then cancels its own work in order. Shielded and
+            # bounded: the signals in `spawn_child` follow regardless.
+            with trio.CancelScope(shield=True), \
+                    trio.move_on_after(min(1.0, self.settings.kill_grace_s)):
+                if interrupt := session.interrupt():
+                    await write(interrupt)
+                    while not session.finished and (line := await child.read_line()) is not None:
+                        session.feed(line)
+            # The app-server serves until its stdin closes: closing it lets Codex exit by
+            # itself, before the stop in `spawn_child` has to signal it.
+            with trio.CancelScope(shield=True):
+                await child.close_stdin()
+        if assembler.ended:
+            with trio.move_on_after(self.settings.kill_grace_s):
+                await child.wait_exit()
+
     async def _drive_exec(
         self,
         run: Run,
@@ -326,20 +414,7 @@ class RunManager:
         install = self.locator.install
         json_events = install is None or install.capabilities.json_events
         reader = ExecJsonReader() if json_events else PlainOutputReader()
-        assembler = AnswerAssembler(stream_mode=self.settings.stream_mode)
-
-        def deliver(events: list) -> None:
-            for event in events:
-                if isinstance(event, Notice):
-                    log.debug("run %d %s: %s", run.number, event.kind, event.detail)
-                    continue
-                for output in assembler.feed(event):
-                    if isinstance(output, Finished):
-                        self._answer(run, send, output, "ok")
-                    elif isinstance(output, Failed):
-                        self._answer(run, send, output, "failed")
-                    else:
-                        send.send_nowait(output)
+        assembler, deliver = self._deliverer(run, send)
 
         while not assembler.ended and (line := await child.read_line()) is not None:
             deliver(reader.feed(line))

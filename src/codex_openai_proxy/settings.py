@@ -128,8 +128,9 @@ OPTIONS: tuple[Option, ...] = (
            "default model, listed first by /v1/models; 'default' lets Codex's own config choose"),
     Option("stream_mode", "PROXY_STREAM_MODE", "incremental", _choice("incremental", "final"),
            "incremental: every agent message as it completes; final: only the last one"),
-    Option("engine", "CODEX_ENGINE", "exec", _choice("exec"),
-           "how Codex is run: 'exec' starts `codex exec --json` for each request"),
+    Option("engine", "CODEX_ENGINE", "app-server", _choice("exec", "app-server"),
+           "how Codex runs: 'exec' (`codex exec --json`, whole messages) or 'app-server' "
+           "(`codex app-server`, token by token); one child per request either way"),
     Option("codex_bin", "CODEX_BIN", "codex", _nonempty, "the Codex CLI to run (name or path)"),
     Option("request_timeout_s", "PROXY_REQUEST_TIMEOUT_S", "600", _positive_seconds,
            "longest a Codex run may take, from its start"),
@@ -163,7 +164,7 @@ class Settings:
     api_key: str = "codex-local-secret"
     codex_model: str = "gpt-5"
     stream_mode: StreamMode = "incremental"
-    engine: Engine = "exec"
+    engine: Engine = "app-server"
     codex_bin: str = "codex"
     request_timeout_s: float = 600.0
     kill_grace_s: float = 2.0
