@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 
@@ -224,3 +225,19 @@ async def test_silence_is_filled_with_keepalive_comments(start_proxy):
         await s.wait_for(is_ready)
         assert await s.next_line() == ": keep-alive"
         assert await s.next_line() == ": keep-alive"
+
+
+async def test_inline_images_become_files_in_the_scratch_dir(proxy, fake_codex):
+    png = b"\x89PNG\r\n\x1a\n" + bytes(30)
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    body = {"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "Look:"}, {"type": "image_url", "image_url": {"url": url}}]}]}
+    response = await proxy.client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    [run] = fake_codex.runs()
+    argv = run["argv"]
+    scratch = argv[argv.index("-C") + 1]
+    assert argv[argv.index("--image") + 1] == os.path.join(scratch, "image-1.png")
+    assert argv.index("--image") < argv.index("--")
+    assert run["cwd_entries"] == ["image-1.png"]
+    assert "[image image-1.png]" in run["stdin"]

@@ -323,6 +323,15 @@ def test_inline_png_is_decoded() -> None:
     assert message.images[0].extension == "png"
 
 
+# The first bytes of each format Codex reads: the bytes, not the data: URL, decide the type.
+SIGNATURES = {
+    "image/png": PNG,
+    "image/jpeg": b"\xff\xd8\xff\xe0" + bytes(20),
+    "image/gif": b"GIF89a" + bytes(20),
+    "image/webp": b"RIFF\x10\x00\x00\x00WEBPVP8 " + bytes(20),
+}
+
+
 @pytest.mark.parametrize(
     ("media_type", "stored_type", "extension"),
     [
@@ -335,11 +344,26 @@ def test_inline_png_is_decoded() -> None:
     ],
 )
 def test_accepted_image_types(media_type: str, stored_type: str, extension: str) -> None:
-    url = f"data:{media_type};base64," + base64.b64encode(b"abc").decode()
+    data = SIGNATURES[stored_type]
+    url = f"data:{media_type};base64," + base64.b64encode(data).decode()
     image = parse(user_with_parts(image_part(url))).messages[0].images[0]
     assert image.media_type == stored_type
     assert image.extension == extension
-    assert image.data == b"abc"
+    assert image.data == data
+
+
+def test_a_mislabelled_image_gets_the_type_of_its_bytes() -> None:
+    url = "data:image/png;base64," + base64.b64encode(SIGNATURES["image/jpeg"]).decode()
+    image = parse(user_with_parts(image_part(url))).messages[0].images[0]
+    assert image.media_type == "image/jpeg" and image.extension == "jpg"
+
+
+@pytest.mark.parametrize("data", [b"abc", b"", b"BM" + bytes(40), b"RIFF\x00\x00\x00\x00WAVE"])
+def test_bytes_that_are_no_supported_image_are_rejected(data: bytes) -> None:
+    url = "data:image/png;base64," + base64.b64encode(data).decode()
+    error = rejected(user_with_parts(image_part(url)))
+    assert error.code == "invalid_image"
+    assert error.param == "messages[0].content[0].image_url.url"
 
 
 def test_data_url_parameters_before_base64_are_allowed() -> None:
@@ -348,14 +372,15 @@ def test_data_url_parameters_before_base64_are_allowed() -> None:
 
 
 def test_images_across_messages_in_order() -> None:
-    first = "data:image/gif;base64," + base64.b64encode(b"first").decode()
-    second = "data:image/webp;base64," + base64.b64encode(b"second").decode()
+    first_data, second_data = SIGNATURES["image/gif"], SIGNATURES["image/webp"]
+    first = "data:image/gif;base64," + base64.b64encode(first_data).decode()
+    second = "data:image/webp;base64," + base64.b64encode(second_data).decode()
     request = parse(body_with(messages=[
         {"role": "user", "content": [image_part(first)]},
         {"role": "assistant", "content": "seen"},
         {"role": "user", "content": [{"type": "text", "text": "and"}, image_part(second)]},
     ]))
-    assert [image.data for image in request.images] == [b"first", b"second"]
+    assert [image.data for image in request.images] == [first_data, second_data]
 
 
 @pytest.mark.parametrize(
@@ -421,7 +446,7 @@ def test_image_url_must_be_an_object_with_a_string_url(image_url: Any) -> None:
 
 def test_image_at_the_size_cap_is_accepted() -> None:
     for size in (MAX_IMAGE - 2, MAX_IMAGE - 1, MAX_IMAGE):
-        data = bytes(size)
+        data = PNG + bytes(size - len(PNG))
         url = "data:image/png;base64," + base64.b64encode(data).decode()
         assert parse(user_with_parts(image_part(url))).images[0].data == data
 

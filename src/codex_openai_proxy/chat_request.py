@@ -302,9 +302,26 @@ def _parse_image(raw: Any, where: str, max_bytes: int) -> ImagePart:
                       "invalid_image") from None
     if len(data) > max_bytes:
         raise _image_too_large(where, max_bytes)
-    if media_type == "image/jpg":
-        media_type = "image/jpeg"
-    return ImagePart(media_type, data)
+    # Codex silently drops an image it cannot decode, so a broken one would vanish from the
+    # conversation without a word. The bytes decide the type; a mislabelled data: URL is fine.
+    sniffed = sniff_image_type(data)
+    if sniffed is None:
+        raise invalid("The image data is not a PNG, JPEG, GIF or WebP image.", f"{where}.url",
+                      "invalid_image")
+    return ImagePart(sniffed, data)
+
+
+def sniff_image_type(data: bytes) -> str | None:
+    """The media type the image's signature says, for the formats Codex reads."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
 
 
 def _image_too_large(where: str, max_bytes: int) -> ApiError:
