@@ -16,6 +16,19 @@
     <- turn/completed {turn: {status: completed|failed|interrupted, error}}
     <- item/tool/call (a request: has both `id` and `method`) when the model calls a client tool
 
+With client tools, `thread/start` also asks for `experimentalRawEvents`, which adds the model's
+own output items and the end of each model response:
+
+    <- rawResponseItem/completed {item: {type: function_call, call_id, name, arguments}}
+    <- rawResponse/completed {responseId, usage: {inputTokens, ...}}
+
+A turn that calls client tools never ends by itself: Codex waits for the results, which only
+the client can give, with its next request. So the answer ends when the model's response does
+(`rawResponse/completed`, which carries that response's usage), and the tool calls are taken
+from the raw `function_call` items, whose `arguments` are the model's exact text. An
+`item/tool/call` for a call no raw item announced (a model that reaches the tools through
+Codex's JavaScript `exec` tool) arrives after its response ended, and ends the answer itself.
+
 The server's own requests share the `id` member with our responses, so a message is a request
 to us when it has a `method`, and a response to us only when it has none.
 `AppServerSession` is fed stdout lines and answers with messages to write to stdin and with
@@ -37,6 +50,7 @@ from .codex_events import (
     Notice,
     ReasoningDelta,
     ReasoningDone,
+    ResponseCompleted,
     ToolCallRequested,
     TurnCompleted,
     Usage,
@@ -62,6 +76,9 @@ class TurnPlan:
     cwd: str
     model: str | None = None
     effort: str | None = None
+    #: Replaces Codex's own system prompt (a client that brings tools brings its own agent);
+    #: "" replaces it with nothing, None keeps it.
+    base_instructions: str | None = None
     developer_instructions: str | None = None
     image_paths: Sequence[str] = ()
     tools: Sequence[DynamicTool] = ()
@@ -77,6 +94,8 @@ class AppServerSession:
     _pending: dict[int, str] = field(default_factory=dict)  # our request id -> method
     _usage: Usage | None = None
     _last_error: str | None = None
+    _calls_seen: set[str] = field(default_factory=set)
+    _response_usage: Usage | None = None
 
     # -- what to send ---------------------------------------------------------------------------
 
@@ -111,9 +130,12 @@ class AppServerSession:
         }
         if plan.model is not None:
             params["model"] = plan.model
+        if plan.base_instructions is not None:
+            params["baseInstructions"] = plan.base_instructions
         if plan.developer_instructions:
             params["developerInstructions"] = plan.developer_instructions
         if plan.tools:
+            params["experimentalRawEvents"] = True
             params["dynamicTools"] = [
                 {"type": "function", "name": tool.name, "description": tool.description,
                  "inputSchema": tool.input_schema}
@@ -144,11 +166,15 @@ class AppServerSession:
             return [], [Notice("garbage", line.strip()[:300])]
         if not isinstance(message, dict):
             return [], [Notice("garbage", line.strip()[:300])]
+        params = message.get("params")
+        request_id = message.get("id")
+        if not isinstance(params, dict | None) or not isinstance(request_id, int | str | None):
+            return [], [Notice("garbage", line.strip()[:300])]
         if "method" in message:
-            if "id" in message:
+            if request_id is not None:
                 return self._server_request(message)
-            return [], self._notification(message["method"], message.get("params") or {})
-        if "id" in message:
+            return [], self._notification(str(message["method"]), params or {})
+        if request_id is not None:
             return self._response(message)
         return [], [Notice("garbage", line.strip()[:300])]
 
@@ -160,7 +186,8 @@ class AppServerSession:
                 return [], [Notice("interrupt", str(error))]
             detail = error.get("message") if isinstance(error, dict) else str(error)
             return [], self._fail(f"Codex app-server refused {method}: {detail}")
-        result = message.get("result") or {}
+        result = message.get("result")
+        result = result if isinstance(result, dict) else {}
         if method == "initialize":
             return [{"method": "initialized"}, self._thread_start()], []
         if method == "thread/start":
@@ -177,15 +204,22 @@ class AppServerSession:
     ) -> tuple[list[dict[str, Any]], list[CodexEvent]]:
         method, params = message["method"], message.get("params") or {}
         if method == "item/tool/call":
-            arguments = params.get("arguments")
             # The client gets the call; its result arrives with the client's next request,
             # never on this child, so the request is left unanswered here.
-            return [], [ToolCallRequested(
-                call_id=str(params.get("callId", "")),
-                name=str(params.get("tool", "")),
-                arguments=json.dumps(arguments if arguments is not None else {},
-                                     ensure_ascii=False, separators=(",", ":")),
-            )]
+            call_id = str(params.get("callId", ""))
+            if call_id in self._calls_seen:
+                return [], []  # announced already by its raw item
+            self._calls_seen.add(call_id)
+            arguments = params.get("arguments")
+            return [], [
+                ToolCallRequested(
+                    call_id=call_id,
+                    name=str(params.get("tool", "")),
+                    arguments=json.dumps(arguments if arguments is not None else {},
+                                         ensure_ascii=False, separators=(",", ":")),
+                ),
+                ResponseCompleted(self._response_usage),
+            ]
         # Approvals cannot come (approvalPolicy is never); anything else is not ours to serve.
         reply = {"id": message["id"], "error": {"code": METHOD_NOT_FOUND,
                                                 "message": f"{method} is not supported"}}
@@ -202,6 +236,11 @@ class AppServerSession:
                                    str(params.get("delta", "")))]
         if method == "item/completed":
             return self._item(params.get("item"))
+        if method == "rawResponseItem/completed":
+            return self._raw_item(params.get("item"))
+        if method == "rawResponse/completed":
+            self._response_usage = _usage(params.get("usage"))
+            return [ResponseCompleted(self._response_usage)]
         if method == "thread/tokenUsage/updated":
             # One turn per thread, so the thread's total is the turn's.
             self._usage = _usage(_get(params, "tokenUsage", "total"))
@@ -213,7 +252,8 @@ class AppServerSession:
             self._last_error = message or self._last_error
             return [Notice("error", message)]
         if method == "turn/completed":
-            return self._turn_completed(params.get("turn") or {})
+            turn = params.get("turn")
+            return self._turn_completed(turn if isinstance(turn, dict) else {})
         return [Notice(method, "")]
 
     def _item(self, item: Any) -> list[CodexEvent]:
@@ -227,6 +267,17 @@ class AppServerSession:
             return [ReasoningDone(_summary_key(item_id, index), str(text))
                     for index, text in enumerate(summary) if text]
         return [Notice(str(kind), "")]
+
+    def _raw_item(self, item: Any) -> list[CodexEvent]:
+        if not isinstance(item, dict) or item.get("type") != "function_call":
+            return []
+        name, call_id = item.get("name"), str(item.get("call_id", ""))
+        if name not in {tool.name for tool in self.plan.tools} or call_id in self._calls_seen:
+            return []  # one of Codex's own tools, or seen already
+        self._calls_seen.add(call_id)
+        arguments = item.get("arguments")
+        return [ToolCallRequested(call_id, name, arguments if isinstance(arguments, str)
+                                  else json.dumps(arguments, ensure_ascii=False))]
 
     def _turn_completed(self, turn: dict[str, Any]) -> list[CodexEvent]:
         if self.finished:

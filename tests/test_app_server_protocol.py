@@ -1,0 +1,1090 @@
+"""Unit tests for app_server_protocol.py: one `codex app-server` JSON-RPC turn, sans I/O.
+
+The fixtures follow what codex-cli 0.169.0 actually prints on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from codex_openai_proxy import __version__
+from codex_openai_proxy.app_server_protocol import (
+    METHOD_NOT_FOUND,
+    AppServerSession,
+    DynamicTool,
+    TurnPlan,
+    encode,
+)
+from codex_openai_proxy.codex_events import (
+    LOGIN_HINT,
+    MessageDelta,
+    MessageDone,
+    Notice,
+    ReasoningDelta,
+    ReasoningDone,
+    ResponseCompleted,
+    ToolCallRequested,
+    TurnCompleted,
+    TurnFailed,
+    Usage,
+)
+
+THREAD_ID = "01a2b3c4-0000-7000-8000-000000000001"
+TURN_ID = "01a2b3c4-0000-7000-8000-000000000002"
+UPSTREAM_ERROR = "stream disconnected before completion: upstream exploded"
+
+
+def line(message: dict[str, Any]) -> str:
+    return json.dumps(message) + "\n"
+
+
+def response(request_id: int, result: dict[str, Any]) -> str:
+    return line({"id": request_id, "result": result})
+
+
+def notification(method: str, params: dict[str, Any]) -> str:
+    return line({"method": method, "params": params})
+
+
+def thread_result() -> dict[str, Any]:
+    return {"thread": {"id": THREAD_ID, "preview": "", "ephemeral": True,
+                       "modelProvider": "openai", "cwd": "/tmp/work"},
+            "model": "gpt-5.4", "modelProvider": "openai", "cwd": "/tmp/work",
+            "approvalPolicy": "never", "sandbox": {"type": "readOnly"},
+            "reasoningEffort": None}
+
+
+def turn_result() -> dict[str, Any]:
+    return {"turn": {"id": TURN_ID, "items": [], "status": "inProgress", "error": None}}
+
+
+def ids() -> dict[str, str]:
+    return {"threadId": THREAD_ID, "turnId": TURN_ID}
+
+
+def message_delta(item_id: str, delta: str) -> str:
+    return notification("item/agentMessage/delta", {**ids(), "itemId": item_id, "delta": delta})
+
+
+def reasoning_delta(item_id: str, delta: str, index: int) -> str:
+    return notification("item/reasoning/summaryTextDelta",
+                        {**ids(), "itemId": item_id, "delta": delta, "summaryIndex": index})
+
+
+def item_completed(item: dict[str, Any]) -> str:
+    return notification("item/completed", {**ids(), "item": item})
+
+
+def token_usage(total: dict[str, Any], last: dict[str, Any] | None = None) -> str:
+    return notification("thread/tokenUsage/updated", {
+        **ids(), "tokenUsage": {"total": total, "last": last or total,
+                                "modelContextWindow": 258400}})
+
+
+TOTAL = {"totalTokens": 15, "inputTokens": 10, "cachedInputTokens": 2,
+         "cacheWriteInputTokens": 0, "outputTokens": 5, "reasoningOutputTokens": 1}
+LAST = {"totalTokens": 7, "inputTokens": 4, "cachedInputTokens": 0,
+        "cacheWriteInputTokens": 0, "outputTokens": 3, "reasoningOutputTokens": 0}
+
+
+def turn_completed(status: str, error: dict[str, Any] | None = None) -> str:
+    return notification("turn/completed", {
+        "threadId": THREAD_ID,
+        "turn": {"id": TURN_ID, "items": [], "status": status, "error": error}})
+
+
+def error_notification(message: str, will_retry: bool) -> str:
+    return notification("error", {**ids(), "error": {"message": message,
+                                                     "codexErrorInfo": None,
+                                                     "additionalDetails": None},
+                                  "willRetry": will_retry})
+
+
+def tool_call(request_id: int, arguments: Any, call_id: str = "call_1",
+              tool: str = "get_weather") -> str:
+    return line({"method": "item/tool/call", "id": request_id, "params": {
+        **ids(), "callId": call_id, "namespace": None, "tool": tool, "arguments": arguments}})
+
+
+def raw_item(item: dict[str, Any] | None) -> str:
+    return notification("rawResponseItem/completed", {**ids(), "item": item})
+
+
+def function_call(call_id: str, name: str, arguments: Any) -> dict[str, Any]:
+    """A `function_call` output item as the Responses API gives it: `arguments` is text."""
+    return {"type": "function_call", "id": f"fc_{call_id}", "name": name,
+            "arguments": arguments, "call_id": call_id}
+
+
+def raw_response_completed(usage: dict[str, Any] | None, response_id: str = "resp_1") -> str:
+    params: dict[str, Any] = {**ids(), "responseId": response_id}
+    if usage is not None:
+        params["usage"] = usage
+    return notification("rawResponse/completed", params)
+
+
+RESPONSE_USAGE = {"totalTokens": 171, "inputTokens": 120, "cachedInputTokens": 64,
+                  "cacheWriteInputTokens": 9, "outputTokens": 51, "reasoningOutputTokens": 17}
+#: RESPONSE_USAGE as the proxy counts it (total and cache writes are not counted).
+RESPONSE_USAGE_COUNTED = Usage(input_tokens=120, cached_input_tokens=64, output_tokens=51,
+                               reasoning_output_tokens=17)
+WEATHER = DynamicTool("get_weather", "The weather in a city.", {"type": "object"})
+
+
+def plan(**fields: Any) -> TurnPlan:
+    return TurnPlan(**{"prompt": "Say hello.", "cwd": "/tmp/work", **fields})
+
+
+def handshake(session: AppServerSession) -> list[dict[str, Any]]:
+    """Drive the session to a running turn; the messages it wrote, in order."""
+    written = list(session.start())
+    for reply in (response(written[-1]["id"], {"userAgent": "codex/0.169.0"}), None, None):
+        if reply is None:
+            method = written[-1]["method"]
+            reply = response(written[-1]["id"],
+                             thread_result() if method == "thread/start" else turn_result())
+        outgoing, events = session.feed(reply)
+        assert events == []
+        written += outgoing
+    return written
+
+
+def running(**fields: Any) -> AppServerSession:
+    session = AppServerSession(plan(**fields))
+    handshake(session)
+    assert session.turn_id == TURN_ID
+    return session
+
+
+def feed_all(session: AppServerSession, lines: list[str]) -> list[Any]:
+    events: list[Any] = []
+    for raw in lines:
+        outgoing, new = session.feed(raw)
+        assert outgoing == []
+        events += new
+    return events
+
+
+# -- the handshake -----------------------------------------------------------------------------
+
+
+def test_start_sends_initialize_with_experimental_api() -> None:
+    session = AppServerSession(plan())
+    assert session.start() == [{
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "clientInfo": {"name": "codex-openai-proxy", "title": "codex-openai-proxy",
+                           "version": __version__},
+            "capabilities": {"experimentalApi": True},
+        },
+    }]
+
+
+def test_initialize_response_sends_initialized_then_thread_start() -> None:
+    session = AppServerSession(plan())
+    (initialize,) = session.start()
+    outgoing, events = session.feed(response(initialize["id"], {"userAgent": "codex/0.169.0"}))
+    assert events == []
+    assert outgoing == [
+        {"method": "initialized"},
+        {"id": 2, "method": "thread/start", "params": {
+            "cwd": "/tmp/work", "sandbox": "read-only", "approvalPolicy": "never",
+            "ephemeral": True}},
+    ]
+    assert "id" not in outgoing[0]
+
+
+def test_thread_start_carries_model_instructions_and_tools_when_given() -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}},
+              "required": ["city"]}
+    session = AppServerSession(plan(
+        model="gpt-5.4", base_instructions="You are a weather bot.",
+        developer_instructions="Answer in French.",
+        tools=[DynamicTool("get_weather", "The weather in a city.", schema),
+               DynamicTool("noop", "", {"type": "object"})]))
+    written = handshake(session)
+    thread_start = written[2]
+    assert thread_start["method"] == "thread/start"
+    assert thread_start["params"] == {
+        "cwd": "/tmp/work", "sandbox": "read-only", "approvalPolicy": "never",
+        "ephemeral": True, "model": "gpt-5.4", "baseInstructions": "You are a weather bot.",
+        "developerInstructions": "Answer in French.",
+        # Tools need the raw events: they say when the model's response ends.
+        "experimentalRawEvents": True,
+        "dynamicTools": [
+            {"type": "function", "name": "get_weather", "description": "The weather in a city.",
+             "inputSchema": schema},
+            {"type": "function", "name": "noop", "description": "",
+             "inputSchema": {"type": "object"}},
+        ],
+    }
+
+
+#: thread/start's optional params, each with the plan field that brings it.
+OPTIONAL_THREAD_PARAMS = {"model": "model", "baseInstructions": "base_instructions",
+                          "developerInstructions": "developer_instructions",
+                          "dynamicTools": "tools"}
+
+
+@pytest.mark.parametrize("absent", list(OPTIONAL_THREAD_PARAMS))
+def test_thread_start_leaves_out_what_was_not_given(absent: str) -> None:
+    given = {"model": "gpt-5.4", "base_instructions": "You are a bot.",
+             "developer_instructions": "Be brief.",
+             "tools": [DynamicTool("t", "d", {"type": "object"})]}
+    del given[OPTIONAL_THREAD_PARAMS[absent]]
+    written = handshake(AppServerSession(plan(**given)))
+    params = written[2]["params"]
+    assert absent not in params
+    assert set(OPTIONAL_THREAD_PARAMS) - {absent} <= params.keys()
+
+
+def test_thread_start_asks_for_raw_events_only_with_tools() -> None:
+    with_tools = handshake(AppServerSession(plan(tools=[WEATHER])))[2]["params"]
+    assert with_tools["experimentalRawEvents"] is True
+    without = handshake(AppServerSession(plan(
+        model="gpt-5.4", base_instructions="You are a bot.",
+        developer_instructions="Be brief.")))[2]["params"]
+    assert "experimentalRawEvents" not in without
+    assert "dynamicTools" not in without
+
+
+def test_thread_start_response_sends_turn_start() -> None:
+    session = AppServerSession(plan())
+    written = handshake(session)
+    assert session.thread_id == THREAD_ID
+    assert written[3] == {"id": 3, "method": "turn/start", "params": {
+        "threadId": THREAD_ID,
+        "input": [{"type": "text", "text": "Say hello.", "text_elements": []}],
+    }}
+
+
+def test_turn_start_puts_images_before_text_and_carries_effort() -> None:
+    written = handshake(AppServerSession(plan(
+        prompt="What is in these?", effort="high",
+        image_paths=["/tmp/img/a.png", "/tmp/img/b.jpg"])))
+    params = written[3]["params"]
+    assert params == {
+        "threadId": THREAD_ID,
+        "input": [
+            {"type": "localImage", "path": "/tmp/img/a.png"},
+            {"type": "localImage", "path": "/tmp/img/b.jpg"},
+            {"type": "text", "text": "What is in these?", "text_elements": []},
+        ],
+        "effort": "high",
+    }
+
+
+def test_turn_start_without_effort_has_no_effort() -> None:
+    written = handshake(AppServerSession(plan()))
+    assert "effort" not in written[3]["params"]
+
+
+def test_the_handshake_is_strictly_ordered() -> None:
+    written = handshake(AppServerSession(plan()))
+    assert [m["method"] for m in written] == [
+        "initialize", "initialized", "thread/start", "turn/start"]
+
+
+def test_request_ids_are_unique_and_increasing() -> None:
+    session = AppServerSession(plan())
+    written = handshake(session)
+    written += session.interrupt()
+    request_ids = [m["id"] for m in written if "id" in m]
+    assert [m["method"] for m in written if "id" in m] == [
+        "initialize", "thread/start", "turn/start", "turn/interrupt"]
+    assert len(set(request_ids)) == len(request_ids)
+    assert request_ids == sorted(request_ids)
+    assert all(isinstance(i, int) for i in request_ids)
+
+
+def test_the_turn_id_comes_from_turn_started_too() -> None:
+    session = AppServerSession(plan())
+    written = session.start()
+    written += session.feed(response(1, {}))[0]
+    written += session.feed(response(2, thread_result()))[0]
+    assert session.interrupt() == []
+    outgoing, events = session.feed(notification("turn/started", {
+        "threadId": THREAD_ID, "turn": {"id": TURN_ID, "status": "inProgress"}}))
+    assert (outgoing, events) == ([], [])
+    assert session.turn_id == TURN_ID
+    assert session.interrupt()[0]["params"] == {"threadId": THREAD_ID, "turnId": TURN_ID}
+
+
+# -- streaming and items -----------------------------------------------------------------------
+
+
+def test_message_delta() -> None:
+    session = running()
+    assert session.feed(message_delta("msg_1", "Hello")) == (
+        [], [MessageDelta("msg_1", "Hello")])
+
+
+def test_reasoning_deltas_are_keyed_per_summary_part() -> None:
+    session = running()
+    events = feed_all(session, [
+        reasoning_delta("rs_1", "Thinking", 0),
+        reasoning_delta("rs_1", "More", 1),
+    ])
+    assert events == [ReasoningDelta("rs_1#0", "Thinking"), ReasoningDelta("rs_1#1", "More")]
+    assert events[0].item_id != events[1].item_id
+
+
+def test_completed_agent_message() -> None:
+    session = running()
+    assert feed_all(session, [item_completed(
+        {"type": "agentMessage", "id": "msg_1", "text": "Hello from the mock.",
+         "phase": None})]) == [MessageDone("msg_1", "Hello from the mock.")]
+
+
+def test_completed_reasoning_is_split_into_its_summary_parts() -> None:
+    session = running()
+    events = feed_all(session, [item_completed(
+        {"type": "reasoning", "id": "rs_1", "summary": ["Thinking it over.", "Then deciding."],
+         "content": []})])
+    assert events == [ReasoningDone("rs_1#0", "Thinking it over."),
+                      ReasoningDone("rs_1#1", "Then deciding.")]
+
+
+def test_reasoning_delta_and_done_share_a_key() -> None:
+    session = running()
+    (delta,) = feed_all(session, [reasoning_delta("rs_1", "Thinking", 0)])
+    (done,) = feed_all(session, [item_completed(
+        {"type": "reasoning", "id": "rs_1", "summary": ["Thinking it over."], "content": []})])
+    assert delta.item_id == done.item_id
+
+
+def test_reasoning_without_summary_says_nothing() -> None:
+    session = running()
+    assert feed_all(session, [item_completed(
+        {"type": "reasoning", "id": "rs_1", "summary": [], "content": []})]) == []
+
+
+def test_other_completed_items_are_notices() -> None:
+    session = running()
+    assert feed_all(session, [item_completed(
+        {"type": "userMessage", "id": "u_1",
+         "content": [{"type": "text", "text": "Say hello."}]})]) == [Notice("userMessage", "")]
+
+
+@pytest.mark.parametrize("method, params", [
+    ("configWarning", {"summary": "unknown key", "details": None}),
+    ("remoteControl/status/changed", {"status": "disabled"}),
+    ("thread/started", {"thread": {"id": THREAD_ID}}),
+    ("thread/settings/updated", {"threadId": THREAD_ID, "settings": {}}),
+    ("warning", {"message": "something odd"}),
+    ("thread/status/changed", {"threadId": THREAD_ID, "status": {"type": "active"}}),
+    ("account/rateLimits/updated", {"rateLimits": {"primary": None}}),
+    ("item/started", {**ids(), "item": {"type": "agentMessage", "id": "msg_1", "text": ""}}),
+])
+def test_other_notifications_only_become_notices(method: str, params: dict[str, Any]) -> None:
+    session = running()
+    assert session.feed(notification(method, params)) == ([], [Notice(method, "")])
+    assert not session.finished
+
+
+def test_usage_comes_from_the_total() -> None:
+    session = running()
+    events = feed_all(session, [token_usage(TOTAL, LAST), turn_completed("completed")])
+    assert events == [TurnCompleted(Usage(input_tokens=10, cached_input_tokens=2,
+                                          output_tokens=5, reasoning_output_tokens=1))]
+
+
+def test_the_latest_usage_update_wins() -> None:
+    session = running()
+    later = {**TOTAL, "inputTokens": 30, "outputTokens": 9}
+    events = feed_all(session, [token_usage(TOTAL), token_usage(later),
+                                turn_completed("completed")])
+    assert events == [TurnCompleted(Usage(30, 2, 9, 1))]
+
+
+def test_completed_without_usage() -> None:
+    session = running()
+    assert feed_all(session, [turn_completed("completed")]) == [TurnCompleted(None)]
+    assert session.finished
+
+
+# -- how a turn ends ---------------------------------------------------------------------------
+
+
+def test_failed_turn_carries_codex_message() -> None:
+    session = running()
+    events = feed_all(session, [turn_completed("failed", {"message": UPSTREAM_ERROR})])
+    assert events == [TurnFailed(UPSTREAM_ERROR, "codex")]
+    assert session.finished
+
+
+def test_failed_turn_without_its_own_error_uses_the_last_error() -> None:
+    session = running()
+    events = feed_all(session, [error_notification(UPSTREAM_ERROR, will_retry=False),
+                                turn_completed("failed")])
+    assert events == [Notice("error", UPSTREAM_ERROR), TurnFailed(UPSTREAM_ERROR, "codex")]
+
+
+def test_failed_turn_with_an_auth_message_is_an_auth_failure() -> None:
+    session = running()
+    (event,) = feed_all(session, [turn_completed(
+        "failed", {"message": "unexpected status 401 Unauthorized: token expired"})])
+    assert isinstance(event, TurnFailed)
+    assert event.kind == "auth"
+    assert event.message.startswith(LOGIN_HINT)
+
+
+def test_interrupted_turn_is_a_failure() -> None:
+    session = running()
+    (event,) = feed_all(session, [turn_completed("interrupted")])
+    assert isinstance(event, TurnFailed)
+    assert "interrupted" in event.message
+    assert session.finished
+
+
+def test_unknown_status_is_a_failure_naming_it() -> None:
+    session = running()
+    (event,) = feed_all(session, [turn_completed("exploded")])
+    assert isinstance(event, TurnFailed)
+    assert "exploded" in event.message
+
+
+def test_a_second_turn_completed_says_nothing() -> None:
+    session = running()
+    assert feed_all(session, [turn_completed("completed")]) == [TurnCompleted(None)]
+    assert feed_all(session, [turn_completed("failed", {"message": "late"})]) == []
+
+
+def test_retrying_error_is_a_retry_notice_only() -> None:
+    session = running()
+    message = "Reconnecting... 1/5 (stream disconnected before completion)"
+    events = feed_all(session, [error_notification(message, will_retry=True),
+                                turn_completed("failed")])
+    assert events[0] == Notice("retry", message)
+    # A retry notice is not the failure: it must not become the turn's error message.
+    assert isinstance(events[1], TurnFailed)
+    assert message not in events[1].message
+
+
+def test_final_error_notification_is_an_error_notice_not_yet_the_end() -> None:
+    session = running()
+    assert feed_all(session, [error_notification(UPSTREAM_ERROR, will_retry=False)]) == [
+        Notice("error", UPSTREAM_ERROR)]
+    assert not session.finished
+
+
+def test_error_response_to_thread_start_is_a_failure_naming_the_method() -> None:
+    session = AppServerSession(plan())
+    session.start()
+    outgoing, _ = session.feed(response(1, {}))
+    thread_start = outgoing[1]
+    outgoing, events = session.feed(line({"id": thread_start["id"], "error": {
+        "code": -32600, "message": "invalid cwd: /nope"}}))
+    assert outgoing == []
+    (event,) = events
+    assert isinstance(event, TurnFailed)
+    assert "thread/start" in event.message
+    assert "invalid cwd: /nope" in event.message
+    assert session.finished
+    assert session.finish(1, "") == []
+
+
+def test_error_response_to_initialize_is_a_failure() -> None:
+    session = AppServerSession(plan())
+    session.start()
+    outgoing, events = session.feed(line({"id": 1, "error": {"code": -32603,
+                                                             "message": "no"}}))
+    assert outgoing == []
+    assert len(events) == 1
+    assert isinstance(events[0], TurnFailed)
+    assert "initialize" in events[0].message
+
+
+def test_thread_start_result_without_a_thread_is_a_failure() -> None:
+    session = AppServerSession(plan())
+    session.start()
+    session.feed(response(1, {}))
+    outgoing, events = session.feed(response(2, {"thread": {}}))
+    assert outgoing == []
+    assert len(events) == 1
+    assert isinstance(events[0], TurnFailed)
+    assert session.finished
+
+
+def test_error_response_to_turn_interrupt_is_only_a_notice() -> None:
+    session = running()
+    (interrupt,) = session.interrupt()
+    outgoing, events = session.feed(line({"id": interrupt["id"], "error": {
+        "code": -32600, "message": "no active turn"}}))
+    assert outgoing == []
+    assert len(events) == 1
+    assert isinstance(events[0], Notice)
+    assert events[0].kind == "interrupt"
+    assert not session.finished
+
+
+# -- the server's own requests -----------------------------------------------------------------
+
+
+def test_unannounced_tool_call_is_handed_over_unanswered_and_ends_the_answer() -> None:
+    # No raw item announced call_1 (a model reaching the tools through Codex's `exec`).
+    session = running(tools=[WEATHER])
+    arguments = {"city": "Paris", "n": [1, {"x": "é"}]}
+    outgoing, events = session.feed(tool_call(0, arguments))
+    assert outgoing == []
+    assert events == [
+        ToolCallRequested(call_id="call_1", name="get_weather",
+                          arguments='{"city":"Paris","n":[1,{"x":"é"}]}'),
+        ResponseCompleted(None),  # no model response has ended yet: no usage to give
+    ]
+    assert json.loads(events[0].arguments) == arguments
+    assert not session.finished
+
+
+@pytest.mark.parametrize("arguments", [
+    {},
+    {"q": "naïve café ☕ 日本語 \U0001f600", "esc": "a\"b\\c\nd\te"},
+    {"deep": {"a": [[], {}, [None, True, False, 1.5, -3, 10**20]]}},
+    {"b": 1, "a": 2},
+])
+def test_tool_call_arguments_round_trip_exactly(arguments: dict[str, Any]) -> None:
+    session = running()
+    outgoing, (event, end) = session.feed(tool_call(7, arguments))
+    assert outgoing == []
+    assert end == ResponseCompleted(None)
+    assert isinstance(event, ToolCallRequested)
+    assert json.loads(event.arguments) == arguments
+    assert list(json.loads(event.arguments)) == list(arguments)  # key order kept
+    assert event.arguments == json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
+    assert "\n" not in event.arguments
+
+
+def test_tool_call_without_arguments_gives_an_empty_object() -> None:
+    session = running()
+    raw = line({"method": "item/tool/call", "id": 0, "params": {
+        **ids(), "callId": "call_9", "namespace": None, "tool": "ping"}})
+    assert session.feed(raw) == ([], [ToolCallRequested("call_9", "ping", "{}"),
+                                      ResponseCompleted(None)])
+
+
+def test_server_request_colliding_with_a_pending_id_is_a_request() -> None:
+    session = AppServerSession(plan())
+    session.start()
+    session.feed(response(1, {}))
+    session.feed(response(2, thread_result()))
+    # turn/start (id 3) is pending; the server's own request 3 must not be taken for its answer.
+    assert session.turn_id is None
+    outgoing, events = session.feed(tool_call(3, {"city": "Paris"}))
+    assert outgoing == []
+    assert events == [ToolCallRequested("call_1", "get_weather", '{"city":"Paris"}'),
+                      ResponseCompleted(None)]
+    assert session.turn_id is None
+    assert not session.finished
+    # The real answer to turn/start still lands.
+    assert session.feed(response(3, turn_result())) == ([], [])
+    assert session.turn_id == TURN_ID
+
+
+def test_colliding_server_request_does_not_take_the_thread_start_answer() -> None:
+    session = AppServerSession(plan())
+    session.start()
+    outgoing, _ = session.feed(response(1, {}))
+    pending = outgoing[1]["id"]
+    outgoing, events = session.feed(line({"method": "item/tool/call", "id": pending,
+                                          "params": {"callId": "c", "tool": "t",
+                                                     "arguments": {}}}))
+    assert outgoing == []
+    assert [type(e) for e in events] == [ToolCallRequested, ResponseCompleted]
+    assert session.thread_id is None
+    outgoing, events = session.feed(response(pending, thread_result()))
+    assert [m["method"] for m in outgoing] == ["turn/start"]
+    assert events == []
+
+
+def test_unknown_server_request_gets_method_not_found_with_its_id() -> None:
+    session = running()
+    outgoing, events = session.feed(line({
+        "method": "item/commandExecution/requestApproval", "id": 0,
+        "params": {**ids(), "itemId": "c_1", "command": "rm -rf /"}}))
+    assert outgoing == [{"id": 0, "error": {
+        "code": METHOD_NOT_FOUND,
+        "message": "item/commandExecution/requestApproval is not supported"}}]
+    assert METHOD_NOT_FOUND == -32601
+    assert "method" not in outgoing[0]
+    assert "result" not in outgoing[0]
+    assert events == [Notice("server_request", "item/commandExecution/requestApproval")]
+    assert not session.finished
+
+
+@pytest.mark.parametrize("request_id", [3, "srv-3"])
+def test_unknown_server_request_reply_keeps_its_id_even_when_colliding(
+    request_id: int | str,
+) -> None:
+    session = AppServerSession(plan())
+    session.start()
+    session.feed(response(1, {}))
+    session.feed(response(2, thread_result()))
+    outgoing, _ = session.feed(line({"method": "mcpServer/elicitation/request",
+                                     "id": request_id, "params": {}}))
+    assert len(outgoing) == 1
+    assert outgoing[0]["id"] == request_id
+    assert outgoing[0]["error"]["code"] == -32601
+    # Our own pending turn/start (id 3) is untouched.
+    session.feed(response(3, turn_result()))
+    assert session.turn_id == TURN_ID
+
+
+# -- raw events (asked for with client tools) --------------------------------------------------
+
+
+@pytest.mark.parametrize("arguments", [
+    '{"city": "Paris"}',
+    '{\n  "city": "Paris",\n  "units": "metric"\n}',
+    '{"q": "naïve café ☕ 日本語 \\u00e9 \U0001f600", "esc": "a\\"b\\\\c\\nd"}',
+    '{"b": 1, "a": 2, "n": 1.50, "big": 100000000000000000000}',
+    "{}",
+    "",
+])
+def test_raw_function_call_to_a_plan_tool_is_a_tool_call_with_the_models_own_text(
+    arguments: str,
+) -> None:
+    session = running(tools=[WEATHER])
+    outgoing, events = session.feed(raw_item(function_call("call_1", "get_weather", arguments)))
+    assert outgoing == []
+    assert events == [ToolCallRequested("call_1", "get_weather", arguments)]
+    assert events[0].arguments == arguments  # the exact text, not re-encoded
+    assert not session.finished
+
+
+def test_raw_function_calls_keep_their_own_names_among_several_plan_tools() -> None:
+    session = running(tools=[WEATHER, DynamicTool("noop", "", {"type": "object"})])
+    events = feed_all(session, [raw_item(function_call("call_a", "noop", "{}")),
+                                raw_item(function_call("call_b", "get_weather", '{"c": 1}'))])
+    assert events == [ToolCallRequested("call_a", "noop", "{}"),
+                      ToolCallRequested("call_b", "get_weather", '{"c": 1}')]
+
+
+@pytest.mark.parametrize("item", [
+    {"type": "message", "id": "msg_1", "role": "assistant",
+     "content": [{"type": "output_text", "text": "Let me check.", "annotations": []}]},
+    {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Hmm."}],
+     "content": None, "encrypted_content": "gAAA"},
+    function_call("call_x", "exec_command", '{"cmd": "ls"}'),  # one of Codex's own tools
+    function_call("call_x", "shell", '{"command": ["ls"]}'),
+    function_call("call_x", "get_weather_v2", '{"city": "Paris"}'),
+    function_call("call_x", "GET_WEATHER", '{"city": "Paris"}'),
+    {"type": "custom_tool_call", "id": "ctc_1", "call_id": "call_x", "name": "get_weather",
+     "input": "Paris"},
+    {"type": "function_call_output", "call_id": "call_x", "output": "sunny"},
+    None,
+])
+def test_raw_items_other_than_calls_to_plan_tools_say_nothing(item: dict[str, Any] | None) -> None:
+    session = running(tools=[WEATHER])
+    assert session.feed(raw_item(item)) == ([], [])
+    assert not session.finished
+
+
+def test_raw_function_call_without_plan_tools_says_nothing() -> None:
+    session = running()
+    assert session.feed(raw_item(function_call("call_1", "get_weather", "{}"))) == ([], [])
+
+
+def test_a_repeated_raw_call_id_says_nothing_again() -> None:
+    session = running(tools=[WEATHER])
+    events = feed_all(session, [
+        raw_item(function_call("call_1", "get_weather", '{"city": "Paris"}')),
+        raw_item(function_call("call_1", "get_weather", '{"city": "Lyon"}')),
+        raw_item(function_call("call_2", "get_weather", '{"city": "Nice"}')),
+    ])
+    assert events == [ToolCallRequested("call_1", "get_weather", '{"city": "Paris"}'),
+                      ToolCallRequested("call_2", "get_weather", '{"city": "Nice"}')]
+
+
+def test_raw_response_completed_carries_its_usage() -> None:
+    session = running(tools=[WEATHER])
+    outgoing, events = session.feed(raw_response_completed(RESPONSE_USAGE))
+    assert outgoing == []
+    assert events == [ResponseCompleted(RESPONSE_USAGE_COUNTED)]
+    # The turn itself goes on (Codex waits for the tool results): the runner stops it.
+    assert not session.finished
+    (interrupt,) = session.interrupt()
+    assert interrupt["method"] == "turn/interrupt"
+
+
+def test_raw_response_completed_without_usage() -> None:
+    session = running(tools=[WEATHER])
+    assert session.feed(raw_response_completed(None)) == ([], [ResponseCompleted(None)])
+
+
+def test_tool_call_request_for_an_announced_call_says_nothing_and_gets_no_reply() -> None:
+    session = running(tools=[WEATHER])
+    feed_all(session, [raw_item(function_call("call_1", "get_weather", '{"city": "Paris"}'))])
+    assert session.feed(tool_call(0, {"city": "Paris"}, call_id="call_1")) == ([], [])
+    # ... also once the response has ended.
+    feed_all(session, [raw_item(function_call("call_2", "get_weather", '{"city": "Nice"}')),
+                       raw_response_completed(RESPONSE_USAGE)])
+    assert session.feed(tool_call(1, {"city": "Nice"}, call_id="call_2")) == ([], [])
+    assert not session.finished
+
+
+def test_a_raw_item_for_a_call_already_requested_says_nothing() -> None:
+    session = running(tools=[WEATHER])
+    _, events = session.feed(tool_call(0, {"city": "Paris"}, call_id="call_1"))
+    assert [type(e) for e in events] == [ToolCallRequested, ResponseCompleted]
+    assert session.feed(raw_item(function_call("call_1", "get_weather",
+                                               '{"city": "Paris"}'))) == ([], [])
+
+
+def test_unannounced_tool_call_ends_the_answer_with_the_last_responses_usage() -> None:
+    session = running(tools=[WEATHER])
+    later = {**RESPONSE_USAGE, "inputTokens": 300, "outputTokens": 7}
+    events = feed_all(session, [
+        raw_item(function_call("call_exec", "exec", "console.log(1)")),  # Codex's own tool
+        raw_response_completed(RESPONSE_USAGE, "resp_1"),
+        raw_response_completed(later, "resp_2"),
+    ])
+    assert events == [ResponseCompleted(RESPONSE_USAGE_COUNTED),
+                      ResponseCompleted(Usage(300, 64, 7, 17))]
+    outgoing, events = session.feed(tool_call(5, {"city": "Paris"}, call_id="call_js"))
+    assert outgoing == []
+    assert events == [ToolCallRequested("call_js", "get_weather", '{"city":"Paris"}'),
+                      ResponseCompleted(Usage(300, 64, 7, 17))]
+
+
+def test_unannounced_tool_call_among_announced_ones_is_still_handed_over() -> None:
+    session = running(tools=[WEATHER])
+    events = feed_all(session, [
+        raw_item(function_call("call_1", "get_weather", '{"city": "Paris"}')),
+        tool_call(0, {"city": "Paris"}, call_id="call_1"),
+        raw_response_completed(RESPONSE_USAGE),
+        tool_call(1, {"city": "Nice"}, call_id="call_2"),
+        tool_call(2, {"city": "Nice"}, call_id="call_2"),  # said once only
+    ])
+    assert events == [
+        ToolCallRequested("call_1", "get_weather", '{"city": "Paris"}'),
+        ResponseCompleted(RESPONSE_USAGE_COUNTED),
+        ToolCallRequested("call_2", "get_weather", '{"city":"Nice"}'),
+        ResponseCompleted(RESPONSE_USAGE_COUNTED),
+    ]
+
+
+# -- garbage -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [
+    "not json at all\n",
+    "{\"id\": 1, \n",
+    "[1, 2, 3]\n",
+    "\"a string\"\n",
+    "42\n",
+    "null\n",
+    "{\"result\": {}}\n",
+    "{}\n",
+])
+def test_garbage_lines_are_garbage_notices(raw: str) -> None:
+    session = running()
+    outgoing, events = session.feed(raw)
+    assert outgoing == []
+    assert events == [Notice("garbage", raw.strip())]
+    assert not session.finished
+
+
+def test_garbage_detail_is_bounded() -> None:
+    session = running()
+    _, (event,) = session.feed("x" * 5000 + "\n")
+    assert event.kind == "garbage"
+    assert 0 < len(event.detail) <= 300
+
+
+@pytest.mark.parametrize("raw", ["", "\n", "   \r\n", "\t"])
+def test_blank_lines_say_nothing(raw: str) -> None:
+    session = running()
+    assert session.feed(raw) == ([], [])
+
+
+# -- the process ending ------------------------------------------------------------------------
+
+
+def test_finish_before_the_turn_ends_is_a_failure_with_status_and_stderr() -> None:
+    session = running()
+    (event,) = session.finish(137, "some log line\nthread panicked: out of cheese\n")
+    assert isinstance(event, TurnFailed)
+    assert "137" in event.message
+    assert "thread panicked: out of cheese" in event.message
+    assert session.finished
+    assert session.finish(137, "again") == []
+
+
+def test_finish_prefers_the_last_error() -> None:
+    session = running()
+    feed_all(session, [error_notification(UPSTREAM_ERROR, will_retry=False)])
+    (event,) = session.finish(1, "unrelated stderr")
+    assert isinstance(event, TurnFailed)
+    assert "status 1" in event.message
+    assert UPSTREAM_ERROR in event.message
+    assert "unrelated stderr" not in event.message
+
+
+def test_finish_uses_only_the_stderr_tail() -> None:
+    session = running()
+    stderr = "HEAD-MARKER " + "y" * 5000 + " TAIL-MARKER"
+    (event,) = session.finish(2, stderr)
+    assert isinstance(event, TurnFailed)
+    assert "TAIL-MARKER" in event.message
+    assert "HEAD-MARKER" not in event.message
+
+
+def test_finish_without_any_detail() -> None:
+    session = AppServerSession(plan())
+    session.start()
+    (event,) = session.finish(0, "   \n")
+    assert isinstance(event, TurnFailed)
+    assert "exited with status 0" in event.message
+    assert session.finished
+
+
+@pytest.mark.parametrize("ending", [turn_completed("completed"),
+                                    turn_completed("failed", {"message": "boom"})])
+def test_finish_after_the_turn_ended_says_nothing(ending: str) -> None:
+    session = running()
+    feed_all(session, [ending])
+    assert session.finish(0, "bye") == []
+    assert session.finish(1, "error: crashed") == []
+
+
+# -- interrupting ------------------------------------------------------------------------------
+
+
+def test_interrupt_while_the_turn_runs() -> None:
+    session = running()
+    (message,) = session.interrupt()
+    assert message == {"id": 4, "method": "turn/interrupt",
+                       "params": {"threadId": THREAD_ID, "turnId": TURN_ID}}
+    # Its answer is quiet, and the turn then ends as interrupted.
+    assert session.feed(response(4, {})) == ([], [])
+    (event,) = feed_all(session, [turn_completed("interrupted")])
+    assert isinstance(event, TurnFailed)
+    assert session.interrupt() == []
+
+
+def test_interrupt_before_anything_is_known_sends_nothing() -> None:
+    session = AppServerSession(plan())
+    assert session.interrupt() == []
+    session.start()
+    assert session.interrupt() == []
+    session.feed(response(1, {}))
+    assert session.interrupt() == []
+    session.feed(response(2, thread_result()))
+    assert session.thread_id == THREAD_ID
+    assert session.interrupt() == []  # the turn id is not known yet
+
+
+def test_interrupt_does_not_consume_an_id_when_it_sends_nothing() -> None:
+    session = AppServerSession(plan())
+    session.start()
+    session.interrupt()
+    outgoing, _ = session.feed(response(1, {}))
+    assert outgoing[1]["id"] == 2
+
+
+@pytest.mark.parametrize("ending", [
+    lambda s: s.feed(turn_completed("completed")),
+    lambda s: s.feed(turn_completed("failed", {"message": "x"})),
+    lambda s: s.finish(1, "gone"),
+])
+def test_interrupt_after_the_turn_ended_sends_nothing(ending: Any) -> None:
+    session = running()
+    ending(session)
+    assert session.finished
+    assert session.interrupt() == []
+
+
+# -- encoding ----------------------------------------------------------------------------------
+
+
+def test_encode_is_one_compact_line() -> None:
+    message = {"id": 3, "method": "turn/start", "params": {
+        "threadId": THREAD_ID,
+        "input": [{"type": "text", "text": "Ça va?\nOui ☕ \u2028", "text_elements": []}]}}
+    data = encode(message)
+    assert isinstance(data, bytes)
+    assert data.endswith(b"\n")
+    assert data.count(b"\n") == 1
+    assert b": " not in data
+    assert b", " not in data
+    assert "Ça va?".encode() in data  # not \u-escaped
+    assert json.loads(data.decode("utf-8")) == message
+
+
+def test_encode_of_what_the_session_writes() -> None:
+    session = AppServerSession(plan(prompt="héllo\nworld"))
+    for message in handshake(session):
+        data = encode(message)
+        assert data.count(b"\n") == 1
+        assert data.endswith(b"\n")
+        assert json.loads(data) == message
+        assert data == json.dumps(message, ensure_ascii=False,
+                                  separators=(",", ":")).encode() + b"\n"
+
+
+# -- a whole run -------------------------------------------------------------------------------
+
+
+def test_a_realistic_transcript() -> None:
+    session = AppServerSession(plan(model="gpt-5.4", effort="low",
+                                    tools=[DynamicTool("get_weather", "Weather.",
+                                                       {"type": "object"})]))
+    written = session.start()
+    events: list[Any] = []
+
+    def serve(raw: str) -> None:
+        outgoing, new = session.feed(raw)
+        written.extend(outgoing)
+        events.extend(new)
+
+    serve(notification("configWarning", {"summary": "unknown config key", "details": None}))
+    serve(response(1, {"userAgent": "codex-openai-proxy/0.169.0", "codexHome": "/tmp/h",
+                       "platformFamily": "unix", "platformOs": "linux"}))
+    serve(notification("remoteControl/status/changed", {"status": "disabled"}))
+    serve(notification("thread/started", {"thread": {"id": THREAD_ID}}))
+    serve(response(2, thread_result()))
+    serve(notification("thread/settings/updated", {"threadId": THREAD_ID}))
+    serve(notification("thread/status/changed", {"threadId": THREAD_ID,
+                                                  "status": {"type": "active"}}))
+    serve(notification("turn/started", {"threadId": THREAD_ID,
+                                        "turn": {"id": TURN_ID, "status": "inProgress"}}))
+    serve(response(3, turn_result()))
+    serve(notification("account/rateLimits/updated", {"rateLimits": {}}))
+    serve(notification("item/started", {**ids(), "item": {"type": "reasoning", "id": "rs_1"}}))
+    serve(reasoning_delta("rs_1", "Thinking", 0))
+    serve(reasoning_delta("rs_1", " it over.", 0))
+    serve(item_completed({"type": "reasoning", "id": "rs_1", "summary": ["Thinking it over."],
+                          "content": []}))
+    serve(error_notification("Reconnecting... 1/5", will_retry=True))
+    serve(notification("warning", {"message": "heads up"}))
+    serve(notification("item/started", {**ids(), "item": {"type": "agentMessage",
+                                                          "id": "msg_1", "text": ""}}))
+    serve(message_delta("msg_1", "Hello"))
+    serve(message_delta("msg_1", " from the mock."))
+    serve(item_completed({"type": "agentMessage", "id": "msg_1",
+                          "text": "Hello from the mock."}))
+    serve(token_usage(TOTAL, LAST))
+    serve("\n")
+    serve(turn_completed("completed"))
+    serve(notification("thread/status/changed", {"threadId": THREAD_ID,
+                                                  "status": {"type": "idle"}}))
+
+    assert [(m.get("id"), m["method"]) for m in written] == [
+        (1, "initialize"), (None, "initialized"), (2, "thread/start"), (3, "turn/start")]
+    assert written[2]["params"]["model"] == "gpt-5.4"
+    assert written[2]["params"]["experimentalRawEvents"] is True
+    assert written[3]["params"]["effort"] == "low"
+    assert events == [
+        Notice("configWarning", ""),
+        Notice("remoteControl/status/changed", ""),
+        Notice("thread/started", ""),
+        Notice("thread/settings/updated", ""),
+        Notice("thread/status/changed", ""),
+        Notice("account/rateLimits/updated", ""),
+        Notice("item/started", ""),
+        ReasoningDelta("rs_1#0", "Thinking"),
+        ReasoningDelta("rs_1#0", " it over."),
+        ReasoningDone("rs_1#0", "Thinking it over."),
+        Notice("retry", "Reconnecting... 1/5"),
+        Notice("warning", ""),
+        Notice("item/started", ""),
+        MessageDelta("msg_1", "Hello"),
+        MessageDelta("msg_1", " from the mock."),
+        MessageDone("msg_1", "Hello from the mock."),
+        TurnCompleted(Usage(input_tokens=10, cached_input_tokens=2, output_tokens=5,
+                            reasoning_output_tokens=1)),
+        Notice("thread/status/changed", ""),
+    ]
+    assert session.finished
+    assert session.finish(0, "") == []
+    assert session.interrupt() == []
+
+
+def test_a_realistic_failing_transcript() -> None:
+    session = running()
+    events = feed_all(session, [
+        error_notification("Reconnecting... 1/5 (" + UPSTREAM_ERROR + ")", will_retry=True),
+        error_notification(UPSTREAM_ERROR, will_retry=False),
+        turn_completed("failed", {"message": UPSTREAM_ERROR, "codexErrorInfo": None}),
+    ])
+    assert events == [
+        Notice("retry", "Reconnecting... 1/5 (" + UPSTREAM_ERROR + ")"),
+        Notice("error", UPSTREAM_ERROR),
+        TurnFailed(UPSTREAM_ERROR, "codex"),
+    ]
+
+
+def test_a_realistic_tool_call_transcript() -> None:
+    # The order codex-cli 0.169.0 really uses: the second call's raw item and the end of the
+    # response come before its item/tool/call request.
+    session = running(tools=[WEATHER])
+    events = []
+    for raw in [
+        raw_item(function_call("call_1", "get_weather", '{"city": "Paris"}')),
+        tool_call(0, {"city": "Paris"}, call_id="call_1"),
+        raw_item(function_call("call_2", "get_weather", '{"city": "Tokyo", "units": "C"}')),
+        raw_response_completed(RESPONSE_USAGE),
+        tool_call(1, {"city": "Tokyo", "units": "C"}, call_id="call_2"),
+    ]:
+        outgoing, new = session.feed(raw)
+        assert outgoing == []  # the requests are left unanswered
+        events += new
+    assert events == [
+        ToolCallRequested("call_1", "get_weather", '{"city": "Paris"}'),
+        ToolCallRequested("call_2", "get_weather", '{"city": "Tokyo", "units": "C"}'),
+        ResponseCompleted(RESPONSE_USAGE_COUNTED),
+    ]
+    assert not session.finished
+    # The runner stops the turn once the calls are handed over.
+    (interrupt,) = session.interrupt()
+    assert interrupt["method"] == "turn/interrupt"
+
+
+def test_a_tool_call_made_through_codexs_exec_tool() -> None:
+    # The model's response calls Codex's own `exec`, and ends; its JavaScript then calls the
+    # client's tool, which no raw item announced, so that request ends the answer.
+    session = running(tools=[WEATHER])
+    events = []
+    for raw in [
+        raw_item(function_call("call_exec", "exec", 'await tools.get_weather({city: "Paris"})')),
+        raw_response_completed(RESPONSE_USAGE),
+        notification("item/started", {**ids(), "item": {"type": "dynamicToolCall",
+                                                         "id": "call_js"}}),
+        tool_call(0, {"city": "Paris", "n": [1, {"x": "é"}]}, call_id="call_js"),
+    ]:
+        outgoing, new = session.feed(raw)
+        assert outgoing == []
+        events += new
+    assert events == [
+        ResponseCompleted(RESPONSE_USAGE_COUNTED),
+        Notice("item/started", ""),
+        ToolCallRequested("call_js", "get_weather", '{"city":"Paris","n":[1,{"x":"é"}]}'),
+        ResponseCompleted(RESPONSE_USAGE_COUNTED),
+    ]
+    (interrupt,) = session.interrupt()
+    assert interrupt["method"] == "turn/interrupt"
+
+
+@pytest.mark.parametrize("line", [
+    '{"method":"item/agentMessage/delta","params":[1]}',
+    '{"method":"item/tool/call","id":0,"params":"x"}',
+    '{"id":[1],"result":{}}',
+])
+def test_json_of_the_wrong_shape_is_garbage_not_a_crash(line):
+    session = AppServerSession(TurnPlan(prompt="hi", cwd="/tmp"))
+    session.start()
+    outgoing, events = session.feed(line)
+    assert outgoing == []
+    assert [type(event).__name__ for event in events] == ["Notice"]
+    assert events[0].kind == "garbage"
+
+
+def test_a_turn_that_is_not_an_object_still_ends_the_turn():
+    session = AppServerSession(TurnPlan(prompt="hi", cwd="/tmp"))
+    _, events = session.feed('{"method":"turn/completed","params":{"turn":"x"}}')
+    assert session.finished
+    assert len(events) == 1 and "status" in events[0].message
