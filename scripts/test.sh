@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CODEX_VERSION=0.169.0
+OPENAI_NODE_VERSION=5.23.2
 PYTHON=${PYTHON:-python3}
 
 say() { printf '==> %s\n' "$*"; }
@@ -37,6 +38,17 @@ if ! "$codex" --version 2>/dev/null | grep -qx "codex-cli $CODEX_VERSION"; then
 fi
 say "Codex CLI: $("$codex" --version)"
 export CODEX_OPENAI_PROXY_TEST_CODEX="$PWD/$codex"
+
+# The `openai` npm package, the client library Roo Code uses, for the tests that drive the
+# proxy the way Roo Code does.
+if [ "$(cat .tools/node/node_modules/openai/package.json 2>/dev/null \
+      | sed -n 's/^ *"version": "\(.*\)",$/\1/p')" != "$OPENAI_NODE_VERSION" ]; then
+  say "installing openai@$OPENAI_NODE_VERSION (npm) into .tools/node"
+  mkdir -p .tools/node
+  npm install --prefix .tools/node --no-save --no-audit --no-fund --loglevel=error \
+    "openai@$OPENAI_NODE_VERSION" >/dev/null
+fi
+export CODEX_OPENAI_PROXY_TEST_NODE_PATH="$PWD/.tools/node/node_modules"
 
 say "ruff"
 .venv/bin/ruff check src tests scripts

@@ -18,7 +18,8 @@ mixes behaviours). Scenarios:
   failure     `response.failed` with "upstream exploded"
   http500     an HTTP 500 with a JSON error body
   hang        `response.created`, then nothing, ever
-  tool_call   `function_call` items from `tool_calls` (name, arguments), for client tools
+  tool_call   `function_call` items from `tool_calls` (name, arguments), `delta_delay_s` apart
+  text_tool_call  "Let me check." then the `function_call` items, in one response
 """
 
 from __future__ import annotations
@@ -124,8 +125,22 @@ class MockResponses:
                                          "text": "".join(REASONING_DELTAS)}]}
             yield sse({"type": "response.output_item.done", "output_index": index, "item": item})
             index += 1
-        if scenario == "tool_call":
+        if scenario == "text_tool_call":
+            # Some words to the user, then the calls, in one response (as models often do).
+            message = {"type": "message", "role": "assistant", "id": "msg_0",
+                       "content": [{"type": "output_text", "text": "Let me check.",
+                                    "annotations": []}]}
+            yield sse({"type": "response.output_item.added", "output_index": index,
+                       "item": {**message, "content": []}})
+            yield sse({"type": "response.output_text.delta", "item_id": "msg_0",
+                       "output_index": index, "content_index": 0, "delta": "Let me check."})
+            yield sse({"type": "response.output_item.done", "output_index": index,
+                       "item": message})
+            index += 1
+        if scenario in ("tool_call", "text_tool_call"):
             for number, (name, arguments) in enumerate(self.tool_calls, start=1):
+                if number > 1 and self.delta_delay_s:
+                    await trio.sleep(self.delta_delay_s)
                 item = {"type": "function_call", "id": f"fc_{number}", "call_id": f"call_{number}",
                         "name": name, "arguments": json.dumps(arguments, ensure_ascii=False),
                         "status": "completed"}

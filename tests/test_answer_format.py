@@ -25,6 +25,7 @@ from codex_openai_proxy.codex_events import (
     Notice,
     ReasoningDelta,
     ReasoningDone,
+    ResponseCompleted,
     ToolCallRequested,
     TurnCompleted,
     TurnFailed,
@@ -226,6 +227,21 @@ def test_tool_required_but_no_tool_called_is_a_failure(mode: Any) -> None:
     assert error.code == "tool_call_required"
     assert error.headers == {"x-should-retry": "false"}
     assert "required" in error.message
+    # The text is held back, so a client never shows it as if it were the answer.
+    assert not any(isinstance(out, Content) for out in outputs)
+
+
+@pytest.mark.parametrize("mode", ["incremental", "final"])
+def test_text_held_under_required_is_released_with_the_call(mode: Any) -> None:
+    outputs = run([MessageDelta("m", "Let me "), MessageDone("m", "Let me check."), CALL,
+                   ResponseCompleted(None)], stream_mode=mode, tool_required=True)
+    text = "".join(out.text for out in outputs if isinstance(out, Content))
+    assert text == "Let me check."
+    assert isinstance(outputs[-1], Finished) and outputs[-1].finish_reason == "tool_calls"
+    if mode == "incremental":  # the held text goes out first, just before the call
+        first_call = next(i for i, out in enumerate(outputs) if isinstance(out, ToolCallOut))
+        assert first_call > 0
+        assert all(isinstance(out, Content) for out in outputs[:first_call])
 
 
 # -- failures ----------------------------------------------------------------------------------
@@ -552,3 +568,20 @@ def test_completion_from_a_final_mode_run() -> None:
     body = completion.body()
     assert body["choices"][0]["message"]["content"] == "final"
     assert body["usage"]["total_tokens"] == 130
+
+
+def test_a_response_without_client_tool_calls_does_not_end_the_answer() -> None:
+    outputs = run([ResponseCompleted(None), MessageDone("m", "Hi."), TurnCompleted(None)])
+    assert outputs == [Content("Hi."), Finished("stop", None)]
+
+
+def test_a_response_with_tool_calls_ends_the_answer_with_its_usage() -> None:
+    usage = Usage(input_tokens=7, output_tokens=3)
+    outputs = run([CALL, ResponseCompleted(usage), MessageDone("m", "late"), TurnCompleted(None)])
+    assert outputs == [ToolCallOut(0, CALL), Finished("tool_calls", usage)]
+
+
+def test_without_parallel_tool_calls_only_the_first_call_is_answered() -> None:
+    second = ToolCallRequested("call_2", "get_time", "{}")
+    outputs = run([CALL, second, ResponseCompleted(None)], parallel_tool_calls=False)
+    assert outputs == [ToolCallOut(0, CALL), Finished("tool_calls", None)]

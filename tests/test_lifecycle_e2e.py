@@ -121,8 +121,7 @@ async def test_queued_requests_get_slots_in_arrival_order(start_proxy, fake_code
             await proxy.manager.wait_queued(count)
     assert order == ["first", "second", "third"]
     prompts = [run["stdin"] for run in fake_codex.runs()]
-    assert prompts == ["[user]\nfake-scenario:hang", "[user]\nfirst", "[user]\nsecond",
-                       "[user]\nthird"]
+    assert prompts == ["fake-scenario:hang", "first", "second", "third"]
 
 
 async def test_a_client_that_leaves_the_queue_frees_its_place(start_proxy):

@@ -22,8 +22,9 @@ def text(role: str, body: str, name: str | None = None) -> Message:
     return Message(role, (TextPart(body),), name)  # type: ignore[arg-type]
 
 
-def test_single_user_message_is_just_header_and_text() -> None:
-    assert render_prompt([text("user", "Hello there")]) == "[user]\nHello there"
+def test_a_lone_user_message_is_just_its_text() -> None:
+    # No transcript to explain, so no header either: the question is the prompt.
+    assert render_prompt([text("user", "Hello there")]) == "Hello there"
 
 
 def test_single_message_has_no_preamble() -> None:
@@ -47,9 +48,13 @@ def test_several_messages_get_the_preamble_and_keep_their_order() -> None:
     ])
 
 
-@pytest.mark.parametrize("role", ["system", "developer", "user", "assistant"])
+@pytest.mark.parametrize("role", ["system", "developer", "assistant"])
 def test_role_header(role: str) -> None:
     assert render_prompt([text(role, "x")]) == f"[{role}]\nx"
+
+
+def test_user_header_in_a_transcript() -> None:
+    assert render_prompt([text("assistant", "a"), text("user", "x")]).endswith("[user]\nx")
 
 
 def test_name_goes_into_the_header() -> None:
@@ -57,27 +62,31 @@ def test_name_goes_into_the_header() -> None:
 
 
 def test_empty_name_is_left_out() -> None:
-    assert render_prompt([text("user", "hi", name="")]) == "[user]\nhi"
+    assert render_prompt([text("assistant", "a"), text("user", "hi", name="")]).endswith(
+        "\n\n[user]\nhi")
 
 
 def test_text_parts_are_joined_without_separator() -> None:
     message = Message("user", (TextPart("Hello, "), TextPart("world"), TextPart("!")))
-    assert render_prompt([message]) == "[user]\nHello, world!"
+    assert render_prompt([message]) == "Hello, world!"
+    assert render_prompt([text("system", "s"), message]).endswith("[user]\nHello, world!")
 
 
 def test_multiline_text_is_kept_verbatim() -> None:
     body = "line one\n\n[user]\nnot a header\n"
-    assert render_prompt([text("user", body)]) == "[user]\n" + body
+    assert render_prompt([text("user", body)]) == body
+    assert render_prompt([text("system", "s"), text("user", body)]).endswith("[user]\n" + body)
 
 
 def test_empty_message_is_header_only() -> None:
-    assert render_prompt([text("user", "")]) == "[user]"
-    assert render_prompt([Message("user", ())]) == "[user]"
+    assert render_prompt([text("assistant", "")]) == "[assistant]"
+    assert render_prompt([Message("assistant", ())]) == "[assistant]"
+    assert render_prompt([Message("user", ())]) == ""
 
 
 def test_preamble_counts_messages_left_after_dropping_system() -> None:
     messages = [text("system", "rules"), text("user", "hi")]
-    assert render_prompt(messages, system_in_prompt=False) == "[user]\nhi"
+    assert render_prompt(messages, system_in_prompt=False) == "hi"
     assert render_prompt(messages).startswith(TRANSCRIPT_PREAMBLE + "\n\n[system]\nrules")
 
 
@@ -201,4 +210,4 @@ def test_image_placeholders_use_the_numbered_names() -> None:
 
 
 def test_image_only_message() -> None:
-    assert render_prompt([Message("user", (PNG,))]) == "[user]\n[image image-1.png]"
+    assert render_prompt([Message("user", (PNG,))]) == "[image image-1.png]"

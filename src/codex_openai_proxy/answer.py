@@ -17,6 +17,7 @@ from .codex_events import (
     MessageDone,
     ReasoningDelta,
     ReasoningDone,
+    ResponseCompleted,
     ToolCallRequested,
     TurnCompleted,
     TurnFailed,
@@ -106,13 +107,18 @@ class AnswerAssembler:
         *,
         stream_mode: Literal["incremental", "final"] = "incremental",
         tool_required: bool = False,
+        parallel_tool_calls: bool = True,
     ) -> None:
         self._stream_mode = stream_mode
         self._tool_required = tool_required
+        self._parallel_tool_calls = parallel_tool_calls
         self._content = _TextChannel()
         self._reasoning = _TextChannel()
         self._last_message = ""
         self._tool_calls = 0
+        # Under a required tool choice, text is held back until a call makes it part of a
+        # valid answer: a text-only answer must come out as an error, not as streamed text.
+        self._held: list[Output] = []
         self.ended = False
 
     @property
@@ -120,6 +126,13 @@ class AnswerAssembler:
         return self._tool_calls
 
     def feed(self, event: CodexEvent) -> list[Output]:
+        outputs = self._feed(event)
+        if not self._tool_required or self._tool_calls:
+            return outputs
+        self._held += [o for o in outputs if isinstance(o, Content)]
+        return [o for o in outputs if not isinstance(o, Content)]
+
+    def _feed(self, event: CodexEvent) -> list[Output]:
         if self.ended:
             return []
         match event:
@@ -134,8 +147,14 @@ class AnswerAssembler:
             case ReasoningDone(item_id, text):
                 return _reasoning(self._reasoning.done(item_id, text))
             case ToolCallRequested():
+                if self._tool_calls and not self._parallel_tool_calls:
+                    return []  # the client asked for one call per answer: the first
                 self._tool_calls += 1
-                return [ToolCallOut(self._tool_calls - 1, event)]
+                held, self._held = self._held, []
+                return [*held, ToolCallOut(self._tool_calls - 1, event)]
+            case ResponseCompleted(usage) if self._tool_calls:
+                # The model's response asked for the client's tools: that is the answer.
+                return self._complete(usage)
             case TurnCompleted(usage):
                 return self._complete(usage)
             case TurnFailed():
@@ -144,17 +163,18 @@ class AnswerAssembler:
 
     def _complete(self, usage: Usage | None) -> list[Output]:
         self.ended = True
-        if self._tool_calls:
-            return [Finished("tool_calls", usage)]
-        if self._tool_required:
-            return [Failed(ApiError(
-                502,
-                "tool_choice was 'required' but the model answered without calling a tool.",
-                "api_error", "tool_choice", "tool_call_required", {"x-should-retry": "false"},
-            ))]
         outputs: list[Output] = []
         if self._stream_mode == "final" and self._last_message:
             outputs.append(Content(self._last_message))
+        if self._tool_calls:
+            return [*outputs, Finished("tool_calls", usage)]
+        if self._tool_required:
+            return [Failed(ApiError(
+                502,
+                "tool_choice required a tool call, but the model answered without calling a "
+                "tool.",
+                "api_error", "tool_choice", "tool_call_required", {"x-should-retry": "false"},
+            ))]
         outputs.append(Finished("stop", usage))
         return outputs
 

@@ -78,6 +78,33 @@ class RunOptions:
     config_overrides: Sequence[tuple[str, str]] = ()  # (key, TOML value), e.g. tool switches
 
 
+#: `-c` overrides for requests that bring tools of their own (Roo Code and other agents): the
+#: client is the agent, so the model must choose among the client's tools only, or it would
+#: run shell commands, search the web or spawn agents where the client expects a call that it
+#: executes itself; and Codex's notes on its sandbox, its skills and its working directory
+#: (an empty scratch folder) would only mislead it.
+#: Checked on codex-cli 0.169.0 against the mock upstream with `-m gpt-5`: without them the
+#: model is offered exec_command, write_stdin, request_user_input, view_image, multi_agent_v1,
+#: get_goal, create_goal, update_goal and web_search beside the client's tools, and given the
+#: skills, permissions and environment context; with them, the client's tools and messages
+#: alone. (Models whose catalog entry selects Codex's JavaScript "code mode" still get Codex's
+#: `exec`/`wait` wrapper and its collaboration tools; see the README.)
+CLIENT_TOOLS_OVERRIDES: tuple[tuple[str, str], ...] = (
+    ("features.shell_tool", "false"),
+    ("features.unified_exec", "false"),
+    ("web_search", '"disabled"'),
+    ("features.multi_agent", "false"),
+    ("features.multi_agent_v2", "false"),
+    ("features.goals", "false"),
+    ("features.view_image", "false"),
+    ("features.sleep_tool", "false"),
+    ("tools.experimental_request_user_input.enabled", "false"),
+    ("include_permissions_instructions", "false"),
+    ("include_environment_context", "false"),
+    ("skills.include_instructions", "false"),
+)
+
+
 def _config_args(options: RunOptions) -> list[str]:
     pairs = list(options.config_overrides)
     if options.login_method:

@@ -58,6 +58,18 @@ class ToolCallRequested:
 
 
 @dataclass(frozen=True)
+class ResponseCompleted:
+    """One model response within the turn has ended (app-server raw events only).
+
+    A turn that calls client tools never completes on its own (Codex waits for the results,
+    which only the client can give), so the end of the model's response is what ends the
+    answer, and its usage is the answer's usage.
+    """
+
+    usage: Usage | None
+
+
+@dataclass(frozen=True)
 class TurnCompleted:
     usage: Usage | None
 
@@ -85,6 +97,7 @@ CodexEvent = (
     | ReasoningDelta
     | ReasoningDone
     | ToolCallRequested
+    | ResponseCompleted
     | TurnCompleted
     | TurnFailed
     | Notice

@@ -44,6 +44,9 @@ def render_prompt(messages: Sequence[Message], *, system_in_prompt: bool = True)
     kept = [m for m in messages if system_in_prompt or m.role not in ("system", "developer")]
     tool_names = {call.id: call.name for m in kept for call in m.tool_calls}
     image_names = iter(numbered.filename for numbered in number_images(kept))
+    if len(kept) == 1 and kept[0].role == "user" and not kept[0].name:
+        # A lone question is just the question: a transcript header would only be noise.
+        return _render_body(kept[0], image_names)
     blocks = [_render_message(m, tool_names, image_names) for m in kept]
     if len(blocks) > 1:
         blocks.insert(0, TRANSCRIPT_PREAMBLE)
@@ -64,13 +67,17 @@ def _render_message(
     else:
         header = f"[{message.role}]" if not message.name else f"[{message.role} {message.name}]"
     lines = [header]
-    body = "".join(
-        f"[image {next(image_names)}]" if isinstance(part, ImagePart) else part.text
-        for part in message.parts
-    )
+    body = _render_body(message, image_names)
     if body:
         lines.append(body)
     for call in message.tool_calls:
         lines.append(f"[assistant called tool {call.name}, call id {call.id}, arguments:]")
         lines.append(call.arguments)
     return "\n".join(lines)
+
+
+def _render_body(message: Message, image_names: Iterator[str]) -> str:
+    return "".join(
+        f"[image {next(image_names)}]" if isinstance(part, ImagePart) else part.text
+        for part in message.parts
+    )

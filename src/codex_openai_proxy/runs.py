@@ -36,13 +36,19 @@ from typing import Any, Literal
 import trio
 
 from .answer import AnswerAssembler, Failed, Finished, Output, codex_failure_error
-from .app_server_protocol import AppServerSession, TurnPlan, encode
+from .app_server_protocol import AppServerSession, DynamicTool, TurnPlan, encode
 from .chat_request import ChatRequest
 from .child import Child, LineTooLong, spawn_child
-from .codex_cli import INSTALL_HINT, RunOptions, app_server_argv, exec_argv
+from .codex_cli import (
+    CLIENT_TOOLS_OVERRIDES,
+    INSTALL_HINT,
+    RunOptions,
+    app_server_argv,
+    exec_argv,
+)
 from .codex_events import CodexEvent, Notice, failure
 from .codex_probe import CodexInstall, probe_codex
-from .errors import ApiError, internal_error
+from .errors import ApiError, internal_error, invalid
 from .exec_protocol import ExecJsonReader, PlainOutputReader
 from .prompt import number_images, render_instructions, render_prompt
 from .settings import Engine, Settings
@@ -238,15 +244,21 @@ class RunManager:
         try:
             options = self._options(request, scratch_dir)
             codex_bin = install.path or settings.codex_bin
-            engine = self.engine_for(install)
+            engine = self.engine_for(install, request)
             run.engine = engine
             if engine == "app-server":
                 argv = app_server_argv(codex_bin, options)
+                instructions = render_instructions(request.messages) or None
                 plan = TurnPlan(
                     prompt=render_prompt(request.messages, system_in_prompt=False),
                     cwd=scratch_dir, model=options.model, effort=options.reasoning_effort,
-                    developer_instructions=render_instructions(request.messages) or None,
+                    # A client with tools of its own (Roo Code) is the agent; its system
+                    # prompt replaces Codex's, which describes tools that are switched off.
+                    base_instructions=(instructions or "") if request.tools else None,
+                    developer_instructions=None if request.tools else instructions,
                     image_paths=options.image_paths,
+                    tools=[DynamicTool(tool.name, tool.description, tool.parameters)
+                           for tool in request.offered_tools],
                 )
                 prompt = plan.prompt
             else:
@@ -316,8 +328,18 @@ class RunManager:
             with contextlib.suppress(trio.BrokenResourceError):
                 send.send_nowait(output)
 
-    def engine_for(self, install: CodexInstall) -> Engine:
-        """The configured engine, or exec where this Codex build has no app-server."""
+    def engine_for(self, install: CodexInstall, request: ChatRequest | None = None) -> Engine:
+        """The configured engine, or exec where this Codex build has no app-server.
+
+        Requests with tools always run on app-server: only it takes client-defined tools.
+        """
+        if request is not None and request.tools:
+            if not install.capabilities.app_server:
+                raise invalid(
+                    "Tool calling needs `codex app-server`, which this Codex build "
+                    f"({install.capabilities.version or 'unknown version'}) does not have.",
+                    "tools", "tools_unsupported")
+            return "app-server"
         if self.settings.engine == "app-server" and not install.capabilities.app_server:
             return "exec"
         return self.settings.engine
@@ -336,13 +358,20 @@ class RunManager:
             login_method=self.settings.codex_login_method,
             scratch_dir=scratch_dir,
             image_paths=tuple(image_paths),
+            config_overrides=CLIENT_TOOLS_OVERRIDES if request.tools else (),
         )
 
     def _deliverer(
         self, run: Run, send: trio.MemorySendChannel[Output]
     ) -> tuple[AnswerAssembler, Callable[[list[CodexEvent]], None]]:
         """The answer policy for a run, and a function that hands its outputs to the client."""
-        assembler = AnswerAssembler(stream_mode=self.settings.stream_mode)
+        request = run.request
+        assembler = AnswerAssembler(
+            stream_mode=self.settings.stream_mode,
+            tool_required=bool(request.offered_tools)
+            and request.tool_choice in ("required", "function"),
+            parallel_tool_calls=request.parallel_tool_calls,
+        )
 
         def deliver(events: list[CodexEvent]) -> None:
             for event in events:
