@@ -311,3 +311,15 @@ def process_children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(child) for child in (task / "children").read_text().split()]
     return found
+
+
+async def listening_url(server: trio.Process) -> str:
+    """The URL a `codex-openai-proxy` subprocess logs once it listens (its stderr)."""
+    buffered = b""
+    with trio.fail_after(20):
+        while b"listening on " not in buffered or not buffered.endswith(b"\n"):
+            data = await server.stderr.receive_some()
+            assert data, f"the server exited early: {buffered.decode()}"
+            buffered += data
+    line = next(line for line in buffered.decode().splitlines() if "listening on " in line)
+    return line.split("listening on ", 1)[1].split()[0]

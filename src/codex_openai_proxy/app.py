@@ -22,7 +22,8 @@ from werkzeug.exceptions import HTTPException
 from .answer import Failed, Finished, Output
 from .chat_request import parse_chat_request
 from .errors import ApiError, internal_error, invalid
-from .lifetime import RequestNurseryMiddleware, request_nursery
+from .lifetime import RequestLifetimeMiddleware, attach_run, request_nursery
+from .metrics import ProxyMetrics
 from .openai_format import (
     KEEPALIVE,
     ChunkStream,
@@ -73,7 +74,10 @@ def error_response(error: ApiError) -> Response:
 def create_app(settings: Settings, manager: RunManager, locator: CodexLocator) -> QuartTrio:
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.asgi_app = RequestNurseryMiddleware(app.asgi_app)  # type: ignore[method-assign]
+    metrics = ProxyMetrics(children_running=lambda: len(manager.active),
+                           queue_length=lambda: manager.queued)
+    app.asgi_app = RequestLifetimeMiddleware(  # type: ignore[method-assign]
+        app.asgi_app, metrics)
     created = int(time.time())
 
     def model_object(model_id: str) -> dict[str, Any]:
@@ -102,7 +106,9 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator) -
 
     @app.before_request
     async def require_api_key() -> None:
-        if not (request.path == "/v1" or request.path.startswith("/v1/")):
+        protected = request.path == "/v1" or request.path.startswith("/v1/") or (
+            request.path == "/metrics" and not settings.metrics_public)
+        if not protected:
             return
         header = request.headers.get("Authorization", "")
         scheme, _, key = header.partition(" ")
@@ -137,6 +143,10 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator) -
                      "max_concurrent": settings.max_concurrent},
         }
 
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), status=200, content_type=metrics.content_type)
+
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
         return {"object": "list", "data": [model_object(m) for m in model_ids()]}
@@ -159,6 +169,7 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator) -
         chat = parse_chat_request(body, default_model=settings.codex_model,
                                   max_image_bytes=settings.max_image_bytes)
         run = await manager.start(request_nursery(request.scope), chat)
+        attach_run(request.scope, run)
         completion_id, created_at = new_completion_id(), int(time.time())
         if chat.stream:
             chunks = ChunkStream(completion_id, created_at, chat.model, chat.include_usage)

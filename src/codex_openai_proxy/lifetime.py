@@ -1,10 +1,11 @@
-"""A nursery per HTTP request, cancelled when the request ends (ASGI middleware).
+"""Each HTTP request's lifetime: its nursery, its log line and its metrics (ASGI middleware).
 
-Work a request starts in the background (its Codex runner) goes into this nursery, so it can
-never outlive the request. The request ends when the ASGI call returns: the response was sent,
-the client disconnected (quart-trio then cancels the handler and the body), or the server
-cancelled it while shutting down. In every case the `finally` below cancels the nursery and
-`async with` waits for the runner to finish stopping its child.
+Work a request starts in the background (its Codex runner) goes into a nursery owned by the
+request, so it can never outlive the request. The request ends when the ASGI call returns: the
+response was sent, the client disconnected (quart-trio then cancels the handler and the body),
+or the server cancelled it while shutting down. In every case the `finally` below cancels the
+nursery and `async with` waits for the runner to finish stopping its child. Only then is the
+request logged and counted, so the line can say how the child ended.
 
 Why not tie the runner to the response body generator's `finally`: quart-trio only closes the
 generator if it got as far as sending the response, and a generator's `finally` runs whenever
@@ -13,27 +14,86 @@ the garbage collector gets to it otherwise. An ASGI call, by contrast, always re
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import trio
 
+from .metrics import ProxyMetrics, route_label
+
+log = logging.getLogger("codex_openai_proxy.requests")
+
 NURSERY_SCOPE_KEY = "codex_openai_proxy.request_nursery"
+RUN_SCOPE_KEY = "codex_openai_proxy.run"
+#: Polled by monitors, so logged only at debug level.
+QUIET_PATHS = frozenset({"/healthz", "/metrics"})
 
 
-class RequestNurseryMiddleware:
-    def __init__(self, app: Any) -> None:
+class RequestLifetimeMiddleware:
+    def __init__(self, app: Any, metrics: ProxyMetrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        async with trio.open_nursery() as nursery:
-            try:
-                await self.app({**scope, NURSERY_SCOPE_KEY: nursery}, receive, send)
-            finally:
-                nursery.cancel_scope.cancel()
+        started = time.monotonic()
+        status: int | None = None
+        first_byte: float | None = None
+
+        async def observed_send(message: dict[str, Any]) -> None:
+            nonlocal status, first_byte
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and message.get("body") \
+                    and first_byte is None:
+                first_byte = time.monotonic() - started
+            await send(message)
+
+        request_scope = {**scope}
+        try:
+            async with trio.open_nursery() as nursery:
+                request_scope[NURSERY_SCOPE_KEY] = nursery
+                try:
+                    await self.app(request_scope, receive, observed_send)
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            # Cancelled or not, the request is over: it is logged and counted exactly once.
+            self._record(scope, request_scope.get(RUN_SCOPE_KEY), status, first_byte,
+                         time.monotonic() - started)
+
+    def _record(self, scope: dict[str, Any], run: Any, status: int | None,
+                first_byte: float | None, duration: float) -> None:
+        path, route = scope["path"], route_label(scope["path"])
+        # No status means the response never started: the client left first.
+        status_text = str(status) if status is not None else "disconnected"
+        self.metrics.requests.labels(route, status_text).inc()
+        self.metrics.duration.labels(route).observe(duration)
+        if first_byte is not None:
+            self.metrics.time_to_first_byte.labels(route).observe(first_byte)
+        fields = [f"{scope['method']} {path} {status_text} {duration:.3f}s"]
+        if run is not None:
+            self.metrics.children_ended.labels(run.end_reason).inc()
+            usage = run.usage
+            fields.append(
+                f"model={run.request.model} stream={str(run.request.stream).lower()} "
+                f"engine={run.engine} pid={run.pid} child={run.end_reason} "
+                f"exit={run.returncode}"
+                + (f" usage={usage.input_tokens}/{usage.output_tokens}"
+                   f"/cached={usage.cached_input_tokens}"
+                   f"/reasoning={usage.reasoning_output_tokens}" if usage else "")
+            )
+        level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
+        log.log(level, "%s", " ".join(fields))
 
 
 def request_nursery(scope: dict[str, Any]) -> trio.Nursery:
     return scope[NURSERY_SCOPE_KEY]
+
+
+def attach_run(scope: dict[str, Any], run: Any) -> None:
+    """Tell the middleware which run this request started, for its log line and metrics."""
+    scope[RUN_SCOPE_KEY] = run

@@ -46,7 +46,7 @@ from .codex_cli import (
     app_server_argv,
     exec_argv,
 )
-from .codex_events import CodexEvent, Notice, failure
+from .codex_events import CodexEvent, Notice, Usage, failure
 from .codex_probe import CodexInstall, probe_codex
 from .errors import ApiError, internal_error, invalid
 from .exec_protocol import ExecJsonReader, PlainOutputReader
@@ -108,7 +108,17 @@ class Run:
     returncode: int | None = None
     outcome: Outcome | None = None  # set when the answer (or its error) is handed over
     engine: Engine | None = None
+    usage: Usage | None = None
     _cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+    @property
+    def end_reason(self) -> str:
+        """How the child ended, for the request's log line and the metrics."""
+        if self.outcome in ("ok", "failed"):
+            return self.outcome
+        # Anything else was ended from outside: the deadline, the shutdown, or (unanswered,
+        # with no other reason) the client leaving.
+        return f"killed_on_{self.outcome or self.stop_reason or 'disconnect'}"
 
     def stop(self, reason: StopReason) -> None:
         if self.stop_reason is None:
@@ -308,15 +318,8 @@ class RunManager:
             if child is not None:
                 run.returncode = child.process.returncode  # reaped by now
             if run.pid is not None:
-                # Anything unanswered was ended from outside: the client left or the server
-                # stopped the request.
-                log.info(
-                    "run %d engine=%s model=%s stream=%s outcome=%s exit=%s pid=%s "
-                    "duration=%.2fs",
-                    run.number, run.engine, request.model, request.stream,
-                    run.outcome or run.stop_reason or "disconnect", run.returncode, run.pid,
-                    time.monotonic() - run.started_at,
-                )
+                log.debug("run %d pid=%s ended: %s, exit %s, after %.2fs", run.number, run.pid,
+                          run.end_reason, run.returncode, time.monotonic() - run.started_at)
             self._leave(run)
 
     @staticmethod
@@ -324,6 +327,8 @@ class RunManager:
                 outcome: Outcome) -> None:
         if run.outcome is None:  # one answer per run, whatever happens after it
             run.outcome = outcome
+            if isinstance(output, Finished):
+                run.usage = output.usage
             # A reader that has gone (its request ended) no longer needs the answer.
             with contextlib.suppress(trio.BrokenResourceError):
                 send.send_nowait(output)

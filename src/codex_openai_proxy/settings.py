@@ -148,6 +148,8 @@ OPTIONS: tuple[Option, ...] = (
            "passed as -c forced_login_method=...; empty passes nothing"),
     Option("keepalive_s", "PROXY_KEEPALIVE_S", "15", _positive_seconds,
            "a ': keep-alive' SSE comment after this much silence"),
+    Option("metrics_public", "PROXY_METRICS_PUBLIC", "0", _flag,
+           "serve /metrics without the API key", boolean=True),
     Option("log_level", "PROXY_LOG_LEVEL", "info", _log_level,
            "debug, info, warning, error or critical"),
     Option("access_log", "PROXY_ACCESS_LOG", "", _text,
@@ -174,6 +176,7 @@ class Settings:
     max_image_mb: float = 20.0
     codex_login_method: str = "chatgpt"
     keepalive_s: float = 15.0
+    metrics_public: bool = False
     log_level: str = "INFO"
     access_log: str = ""
     log_bodies: bool = False
