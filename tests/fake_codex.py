@@ -2,10 +2,11 @@
 """A stand-in for codex-cli 0.169.0, for tests that need Codex to misbehave on cue.
 
 Faithful to what the proxy relies on from the real CLI: `--version`, `exec --help` (the real
-0.169.0 text), `app-server --help`, and `codex exec`'s argv rules (clap's "unexpected argument"
-error and exit status 2 for flags exec does not take, such as `--ask-for-approval` and
-`--reasoning`; `-` or no prompt reads stdin to EOF). `exec --json` prints the same JSONL event
-shapes 0.169.0 prints; without `--json` it prints only the final message, as plain mode does.
+0.169.0 text), `app-server --help`, `debug models` (the real catalog), and `codex exec`'s argv
+rules (clap's "unexpected argument" error and exit status 2 for flags exec does not take, such
+as `--ask-for-approval` and `--reasoning`; `-` or no prompt reads stdin to EOF). `exec --json`
+prints the same JSONL event shapes 0.169.0 prints; without `--json` it prints only the final
+message, as plain mode does.
 
 The scenario comes from the environment, so one executable serves every test:
 
@@ -16,6 +17,8 @@ The scenario comes from the environment, so one executable serves every test:
   FAKE_CODEX_ANSWER     the agent message (default: "Hello from fake Codex.")
   FAKE_CODEX_DELAY_S    seconds `slow` waits before answering (default 1)
   FAKE_CODEX_LONG_BYTES size of the `long` answer (default 1 MiB)
+  FAKE_CODEX_CATALOG    the JSON file `debug models` prints (default: the real 0.169.0
+                        catalog, trimmed), or `fail` to make it fail
   FAKE_CODEX_RECORD_DIR where each run records `<pid>.json` (argv, stdin, cwd, env) and the
                         pids it started (`<pid>.pids`), for the tests to check
 """
@@ -33,6 +36,7 @@ from pathlib import Path
 
 VERSION = "codex-cli 0.169.0"
 HELP_FILE = Path(__file__).with_name("fixtures") / "codex-0.169.0-exec-help.txt"
+CATALOG_FILE = Path(__file__).with_name("fixtures") / "codex-0.169.0-models.json"
 
 # exec's options that take a value, and the flags that do not (from the 0.169.0 help).
 VALUE_OPTIONS = {
@@ -117,6 +121,14 @@ def main() -> None:
     args = sys.argv[1:]
     if args[:1] in (["--version"], ["-V"]):
         print(VERSION)
+        return
+    if args[:2] == ["debug", "models"]:
+        # The real 0.169.0 catalog (trimmed to the fields the proxy reads), or another one.
+        catalog = os.environ.get("FAKE_CODEX_CATALOG", str(CATALOG_FILE))
+        if catalog == "fail":
+            sys.stderr.write("Error: failed to load the model catalog\n")
+            sys.exit(1)
+        sys.stdout.write(Path(catalog).read_text())
         return
     if args[:1] == ["app-server"]:
         if "--help" in args:

@@ -372,10 +372,20 @@ def test_other_completed_items_are_notices() -> None:
 
 @pytest.mark.parametrize("method, params", [
     ("configWarning", {"summary": "unknown key", "details": None}),
+    ("warning", {"message": "Model metadata for `gpt-5` not found."}),
+])
+def test_warnings_become_warning_notices_with_their_text(method: str,
+                                                         params: dict[str, Any]) -> None:
+    session = running()
+    text = params.get("message") or params["summary"]
+    assert session.feed(notification(method, params)) == ([], [Notice("warning", text)])
+    assert not session.finished
+
+
+@pytest.mark.parametrize("method, params", [
     ("remoteControl/status/changed", {"status": "disabled"}),
     ("thread/started", {"thread": {"id": THREAD_ID}}),
     ("thread/settings/updated", {"threadId": THREAD_ID, "settings": {}}),
-    ("warning", {"message": "something odd"}),
     ("thread/status/changed", {"threadId": THREAD_ID, "status": {"type": "active"}}),
     ("account/rateLimits/updated", {"rateLimits": {"primary": None}}),
     ("item/started", {**ids(), "item": {"type": "agentMessage", "id": "msg_1", "text": ""}}),
@@ -979,7 +989,7 @@ def test_a_realistic_transcript() -> None:
     assert written[2]["params"]["experimentalRawEvents"] is True
     assert written[3]["params"]["effort"] == "low"
     assert events == [
-        Notice("configWarning", ""),
+        Notice("warning", "unknown config key"),
         Notice("remoteControl/status/changed", ""),
         Notice("thread/started", ""),
         Notice("thread/settings/updated", ""),
@@ -990,7 +1000,7 @@ def test_a_realistic_transcript() -> None:
         ReasoningDelta("rs_1#0", " it over."),
         ReasoningDone("rs_1#0", "Thinking it over."),
         Notice("retry", "Reconnecting... 1/5"),
-        Notice("warning", ""),
+        Notice("warning", "heads up"),
         Notice("item/started", ""),
         MessageDelta("msg_1", "Hello"),
         MessageDelta("msg_1", " from the mock."),

@@ -167,3 +167,24 @@ async def test_the_deadline_stops_a_run_waiting_on_a_hanging_upstream(start_real
     response = await proxy.client.post("/v1/chat/completions", json=chat_body())
     assert response.status_code == 504
     await proxy.manager.wait_idle()
+
+
+async def test_models_come_from_the_real_codex_catalog(start_real_proxy, mock_upstream):
+    proxy = await start_real_proxy()
+    data = (await proxy.client.get("/v1/models")).json()["data"]
+    ids = [model["id"] for model in data]
+    assert ids[0] == "gpt-5"
+    assert ids[1:] == ["gpt-6-astra", "gpt-6.1-sol", "gpt-6.1-terra", "gpt-6-sol", "gpt-6-luna",
+                       "gpt-5.6-sol", "gpt-5.6-terra", "gpt-5.6-luna", "gpt-5.5"]
+    response = await proxy.client.post(
+        "/v1/chat/completions", json=chat_body(model="gpt-5.5", reasoning_effort="max"))
+    assert response.status_code == 400
+    response = await proxy.client.post(
+        "/v1/chat/completions", json=chat_body(model="gpt-6-astra", reasoning_effort="max"))
+    assert response.status_code == 200, response.text
+    assert mock_upstream.requests[0].body["reasoning"]["effort"] == "max"
+    # `ultra` is accepted too; Codex itself sends it upstream as xhigh plus its multi-agent
+    # mode, which is Codex's business, not the proxy's.
+    response = await proxy.client.post(
+        "/v1/chat/completions", json=chat_body(model="gpt-6-astra", reasoning_effort="ultra"))
+    assert response.status_code == 200, response.text

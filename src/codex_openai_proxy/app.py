@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import trio
@@ -20,7 +21,8 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from .answer import Failed, Finished, Output
-from .chat_request import parse_chat_request
+from .catalog import ModelCatalog, model_object
+from .chat_request import ChatRequest, parse_chat_request
 from .errors import ApiError, internal_error, invalid
 from .lifetime import RequestLifetimeMiddleware, attach_run, request_nursery
 from .metrics import ProxyMetrics
@@ -71,7 +73,8 @@ def error_response(error: ApiError) -> Response:
     return response
 
 
-def create_app(settings: Settings, manager: RunManager, locator: CodexLocator) -> QuartTrio:
+def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
+               catalog: ModelCatalog) -> QuartTrio:
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     metrics = ProxyMetrics(children_running=lambda: len(manager.active),
@@ -80,12 +83,6 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator) -
         app.asgi_app, metrics)
     created = int(time.time())
 
-    def model_object(model_id: str) -> dict[str, Any]:
-        return {"id": model_id, "object": "model", "created": created,
-                "owned_by": "codex-openai-proxy"}
-
-    def model_ids() -> list[str]:
-        return [settings.codex_model]
 
     # -- errors ---------------------------------------------------------------------------
 
@@ -149,14 +146,18 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator) -
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
-        return {"object": "list", "data": [model_object(m) for m in model_ids()]}
+        return {"object": "list", "data": [
+            model_object(model_id, entry, effort, created)
+            for model_id, entry, effort in catalog.listed()
+        ]}
 
     @app.get("/v1/models/<path:model_id>")
     async def get_model(model_id: str) -> dict[str, Any]:
-        if model_id not in model_ids():
-            raise ApiError(404, f"The model '{model_id}' does not exist.",
-                           "invalid_request_error", "model", "model_not_found")
-        return model_object(model_id)
+        for listed_id, entry, effort in catalog.listed():
+            if listed_id == model_id:
+                return model_object(model_id, entry, effort, created)
+        raise ApiError(404, f"The model '{model_id}' does not exist.",
+                       "invalid_request_error", "model", "model_not_found")
 
     @app.post("/v1/chat/completions")
     async def chat_completions() -> Any:
@@ -168,6 +169,7 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator) -
                           "invalid_json") from None
         chat = parse_chat_request(body, default_model=settings.codex_model,
                                   max_image_bytes=settings.max_image_bytes)
+        chat = _apply_catalog(chat, body, catalog)
         run = await manager.start(request_nursery(request.scope), chat)
         attach_run(request.scope, run)
         completion_id, created_at = new_completion_id(), int(time.time())
@@ -193,6 +195,18 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator) -
         return builder.body()
 
     return app
+
+
+def _apply_catalog(chat: ChatRequest, body: dict[str, Any], catalog: ModelCatalog) -> ChatRequest:
+    """The Codex model and effort the request means, checked against Codex's catalog."""
+    choice = catalog.resolve(chat.model)
+    effort = chat.reasoning_effort or choice.effort_from_id
+    if chat.reasoning_effort is not None:
+        param = "reasoning_effort" if "reasoning_effort" in body else "reasoning.effort"
+    else:
+        param = "model"
+    catalog.check_effort(choice.codex_model, effort, param)
+    return replace(chat, codex_model=choice.codex_model, reasoning_effort=effort)
 
 
 async def _next_output(run: Run, keepalive_s: float) -> Output | bytes | None:

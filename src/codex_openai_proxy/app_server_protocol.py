@@ -251,6 +251,8 @@ class AppServerSession:
                 return [Notice("retry", message)]
             self._last_error = message or self._last_error
             return [Notice("error", message)]
+        if method in ("warning", "configWarning"):
+            return [Notice("warning", str(params.get("message") or params.get("summary") or ""))]
         if method == "turn/completed":
             turn = params.get("turn")
             return self._turn_completed(turn if isinstance(turn, dict) else {})

@@ -101,6 +101,9 @@ class ChatRequest:
     tool_choice: Literal["auto", "none", "required", "function"] = "auto"
     forced_tool: str | None = None
     parallel_tool_calls: bool = True
+    #: The Codex model to run when it differs from `model`, the id the client asked for and
+    #: is answered with (an effort variant such as gpt-5.5:high runs gpt-5.5).
+    codex_model: str | None = None
 
     @property
     def offered_tools(self) -> tuple[FunctionTool, ...]:

@@ -11,11 +11,15 @@ from dataclasses import dataclass
 
 import trio
 
+from .catalog import CatalogError, CatalogModel, parse_catalog
 from .codex_cli import INSTALL_HINT, CodexCapabilities, parse_exec_help, parse_version
 
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 20.0
+#: `codex debug models` refreshes the catalog online first; offline it falls back by itself,
+#: but a network that hangs must not hold up the start for long: then the bundled catalog.
+CATALOG_REFRESH_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -47,12 +51,18 @@ def resolve_codex(codex_bin: str, env: Mapping[str, str]) -> tuple[str | None, s
     return found, None
 
 
-async def _output(argv: list[str], env: Mapping[str, str]) -> tuple[int, str]:
-    with trio.fail_after(PROBE_TIMEOUT_S):
-        result = await trio.run_process(
+async def _run(argv: list[str], env: Mapping[str, str],
+               timeout: float = PROBE_TIMEOUT_S) -> subprocess.CompletedProcess[bytes]:
+    # Probes run in a session of their own too, so a timeout kills the npm wrapper's child.
+    with trio.fail_after(timeout):
+        return await trio.run_process(
             argv, capture_stdout=True, capture_stderr=True, check=False,
-            stdin=subprocess.DEVNULL, env=dict(env),
+            stdin=subprocess.DEVNULL, env=dict(env), start_new_session=True,
         )
+
+
+async def _output(argv: list[str], env: Mapping[str, str]) -> tuple[int, str]:
+    result = await _run(argv, env)
     text = result.stdout.decode("utf-8", "replace") + result.stderr.decode("utf-8", "replace")
     return result.returncode, text
 
@@ -75,3 +85,25 @@ async def probe_codex(codex_bin: str, env: Mapping[str, str]) -> CodexInstall:
     capabilities = parse_exec_help(help_text, parse_version(version_text),
                                    app_server=app_status == 0)
     return CodexInstall(codex_bin, path, capabilities)
+
+
+async def read_catalog(path: str, env: Mapping[str, str]) -> list[CatalogModel]:
+    """Codex's model catalog; raises CatalogError saying why it cannot be had."""
+    attempts = [([path, "debug", "models"], CATALOG_REFRESH_TIMEOUT_S),
+                ([path, "debug", "models", "--bundled"], PROBE_TIMEOUT_S)]
+    problem = "no attempt made"
+    for argv, timeout in attempts:
+        try:
+            result = await _run(argv, env, timeout)
+        except trio.TooSlowError:
+            problem = f"`{' '.join(argv[1:])}` took longer than {timeout:g} s"
+            continue
+        except OSError as error:
+            raise CatalogError(f"could not run {path!r}: {error}") from None
+        if result.returncode != 0:
+            detail = result.stderr.decode("utf-8", "replace").strip().splitlines()
+            problem = (f"`{' '.join(argv[1:])}` exited with status {result.returncode}"
+                       + (f": {detail[-1]}" if detail else ""))
+            continue
+        return parse_catalog(result.stdout.decode("utf-8", "replace"))
+    raise CatalogError(problem)

@@ -135,14 +135,15 @@ class CodexLocator:
 
     def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
         self._settings = settings
-        self._env = env
+        #: The environment every Codex process gets (probes included): the proxy's own.
+        self.env = {k: v for k, v in env.items() if k not in PRIVATE_ENV}
         self.install: CodexInstall | None = None
         self._lock = trio.Lock()
 
     async def get(self) -> CodexInstall:
         async with self._lock:
             if self.install is None or not self.install.found:
-                self.install = await probe_codex(self._settings.codex_bin, self._env)
+                self.install = await probe_codex(self._settings.codex_bin, self.env)
                 if self.install.found:
                     log.info("using Codex %s at %s", self.install.capabilities.version,
                              self.install.path)
@@ -166,6 +167,7 @@ class RunManager:
         self._queue_changed = trio.Event()
         self.active: set[Run] = set()
         self.closing = False
+        self._warned: set[str] = set()
         self._idle = trio.Event()
         self._idle.set()
 
@@ -333,6 +335,15 @@ class RunManager:
             with contextlib.suppress(trio.BrokenResourceError):
                 send.send_nowait(output)
 
+    def _log_notice(self, run: Run, notice: Notice) -> None:
+        # Codex's warnings (e.g. "Model metadata for `gpt-5` not found") repeat on every run:
+        # worth one line in the log, not one per request. Everything else is debug detail.
+        if notice.kind == "warning" and notice.detail not in self._warned:
+            self._warned.add(notice.detail)
+            log.warning("Codex says: %s", notice.detail)
+        else:
+            log.debug("run %d %s: %s", run.number, notice.kind, notice.detail)
+
     def engine_for(self, install: CodexInstall, request: ChatRequest | None = None) -> Engine:
         """The configured engine, or exec where this Codex build has no app-server.
 
@@ -356,7 +367,8 @@ class RunManager:
             with open(path, "wb") as file:
                 file.write(numbered.image.data)
             image_paths.append(path)
-        model = None if request.model == "default" else request.model
+        codex_model = request.codex_model or request.model
+        model = None if codex_model == "default" else codex_model
         return RunOptions(
             model=model,
             reasoning_effort=request.reasoning_effort,
@@ -381,7 +393,7 @@ class RunManager:
         def deliver(events: list[CodexEvent]) -> None:
             for event in events:
                 if isinstance(event, Notice):
-                    log.debug("run %d %s: %s", run.number, event.kind, event.detail)
+                    self._log_notice(run, event)
                     continue
                 for output in assembler.feed(event):
                     if isinstance(output, Finished):

@@ -21,6 +21,8 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 
 from .app import create_app
+from .catalog import CatalogError, ModelCatalog
+from .codex_probe import read_catalog
 from .runs import CodexLocator, RunManager
 from .settings import Settings
 
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 class RunningServer:
     urls: list[str]
     manager: RunManager
+    catalog: ModelCatalog
+    locator: CodexLocator
     _stop: trio.Event = field(default_factory=trio.Event)
 
     @property
@@ -40,6 +44,29 @@ class RunningServer:
     def shut_down(self) -> None:
         """Begin the same shutdown SIGTERM begins."""
         self._stop.set()
+
+    async def reload_catalog(self) -> None:
+        """Read Codex's model catalog again (SIGHUP does this)."""
+        await load_catalog(self.catalog, self.locator)
+
+
+async def load_catalog(catalog: ModelCatalog, locator: CodexLocator) -> None:
+    """Fill `catalog` from the installed Codex; if it cannot be read, CODEX_MODEL stays alone
+    in /v1/models and the log says why."""
+    install = await locator.get()
+    if not install.found or install.path is None:
+        catalog.models, catalog.problem = [], install.problem or "Codex not found"
+    else:
+        try:
+            catalog.models, catalog.problem = await read_catalog(install.path, locator.env), None
+        except CatalogError as error:
+            catalog.models, catalog.problem = [], str(error)
+    if catalog.problem:
+        log.warning("Codex's model catalog could not be read, so /v1/models lists only %s: %s",
+                    catalog.default_model, catalog.problem)
+    else:
+        log.info("Codex's model catalog: %d models, %d listed", len(catalog.models),
+                 sum(model.listed for model in catalog.models))
 
 
 def hypercorn_config(settings: Settings) -> HypercornConfig:
@@ -55,9 +82,13 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     return config
 
 
-async def _stop_on_signals(server: RunningServer) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+async def _handle_signals(server: RunningServer) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async for signum in signals:
+            if signum == signal.SIGHUP:
+                log.info("received SIGHUP, reading Codex's model catalog again")
+                await server.reload_catalog()
+                continue
             log.info("received %s, shutting down", signal.Signals(signum).name)
             server.shut_down()
             return
@@ -72,10 +103,11 @@ async def serve_proxy(
 ) -> None:
     env = dict(os.environ if env is None else env)
     locator = CodexLocator(settings, env)
-    await locator.get()
+    catalog = ModelCatalog(settings.codex_model, settings.effort_models)
+    await load_catalog(catalog, locator)
     manager = RunManager(settings, locator, env)
-    app = create_app(settings, manager, locator)
-    server = RunningServer([], manager)
+    app = create_app(settings, manager, locator, catalog)
+    server = RunningServer([], manager, catalog, locator)
 
     async def shutdown_trigger() -> None:
         await server._stop.wait()
@@ -83,7 +115,7 @@ async def serve_proxy(
 
     async with trio.open_nursery() as nursery:
         if handle_signals:
-            nursery.start_soon(_stop_on_signals, server)
+            nursery.start_soon(_handle_signals, server)
 
         async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
             await hypercorn.trio.serve(app, hypercorn_config(settings),

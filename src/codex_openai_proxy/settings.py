@@ -148,6 +148,9 @@ OPTIONS: tuple[Option, ...] = (
            "passed as -c forced_login_method=...; empty passes nothing"),
     Option("keepalive_s", "PROXY_KEEPALIVE_S", "15", _positive_seconds,
            "a ': keep-alive' SSE comment after this much silence"),
+    Option("effort_models", "PROXY_EFFORT_MODELS", "0", _flag,
+           "also list model:effort ids such as gpt-5.5:high in /v1/models, each selecting a "
+           "model and an effort in one field", boolean=True),
     Option("metrics_public", "PROXY_METRICS_PUBLIC", "0", _flag,
            "serve /metrics without the API key", boolean=True),
     Option("log_level", "PROXY_LOG_LEVEL", "info", _log_level,
@@ -176,6 +179,7 @@ class Settings:
     max_image_mb: float = 20.0
     codex_login_method: str = "chatgpt"
     keepalive_s: float = 15.0
+    effort_models: bool = False
     metrics_public: bool = False
     log_level: str = "INFO"
     access_log: str = ""

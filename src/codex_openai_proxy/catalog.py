@@ -1,0 +1,138 @@
+"""Codex's own model catalog (`codex debug models`), as the models and efforts clients see (pure).
+
+The installed Codex knows which models it offers and which reasoning efforts each takes; a
+client listing models, or asking for the newest effort levels, must see exactly that. The
+catalog is JSON: `{"models": [{slug, display_name, description, visibility ("list" or
+"hide"), default_reasoning_level, supported_reasoning_levels: [{effort, description}]}]}`.
+
+`ModelCatalog` answers three questions: what `/v1/models` lists, which Codex model and effort
+a requested model id means (with `PROXY_EFFORT_MODELS`, ids like `gpt-5.5:high` carry both),
+and whether an effort is one the model takes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .chat_request import KNOWN_EFFORTS
+from .errors import ApiError, invalid
+
+
+@dataclass(frozen=True)
+class CatalogModel:
+    slug: str
+    display_name: str
+    description: str = ""
+    efforts: tuple[str, ...] = ()
+    default_effort: str | None = None
+    listed: bool = True
+
+
+class CatalogError(ValueError):
+    """The catalog could not be read; the message says why."""
+
+
+def parse_catalog(text: str) -> list[CatalogModel]:
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise CatalogError(f"`codex debug models` did not print JSON: {error}") from None
+    entries = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise CatalogError("`codex debug models` printed no `models` list")
+    models = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("slug"), str):
+            continue  # an entry this proxy cannot use is left out, not fatal
+        levels = entry.get("supported_reasoning_levels")
+        efforts = tuple(
+            level["effort"] for level in (levels if isinstance(levels, list) else [])
+            if isinstance(level, dict) and isinstance(level.get("effort"), str)
+        )
+        models.append(CatalogModel(
+            slug=entry["slug"],
+            display_name=str(entry.get("display_name") or entry["slug"]),
+            description=str(entry.get("description") or ""),
+            efforts=efforts,
+            default_effort=entry.get("default_reasoning_level")
+            if isinstance(entry.get("default_reasoning_level"), str) else None,
+            listed=entry.get("visibility") == "list",
+        ))
+    return models
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What a requested model id means for Codex."""
+
+    codex_model: str  # "default": pass no -m
+    effort_from_id: str | None = None  # from an id such as gpt-5.5:high
+
+
+@dataclass
+class ModelCatalog:
+    default_model: str  # CODEX_MODEL
+    effort_models: bool = False  # PROXY_EFFORT_MODELS
+    models: list[CatalogModel] = field(default_factory=list)
+    problem: str | None = None  # why the catalog is missing, if it is
+
+    def _by_slug(self) -> dict[str, CatalogModel]:
+        return {model.slug: model for model in self.models}
+
+    def listed(self) -> list[tuple[str, CatalogModel | None, str | None]]:
+        """(id, its catalog entry, effort) for /v1/models: CODEX_MODEL first, then the catalog's
+        listed models in catalog order, then (if enabled) their effort variants."""
+        by_slug = self._by_slug()
+        first = by_slug.get(self.default_model)
+        rows: list[tuple[str, CatalogModel | None, str | None]] = [
+            (self.default_model, first, None)]
+        shown = [m for m in self.models if m.listed and m.slug != self.default_model]
+        rows += [(model.slug, model, None) for model in shown]
+        if self.effort_models:
+            for model in ([first] if first else []) + shown:
+                rows += [(f"{model.slug}:{effort}", model, effort) for effort in model.efforts]
+        return rows
+
+    def knows(self, model_id: str) -> bool:
+        return any(row[0] == model_id for row in self.listed())
+
+    def resolve(self, model_id: str) -> ModelChoice:
+        if self.effort_models and ":" in model_id:
+            slug, _, effort = model_id.rpartition(":")
+            if effort in KNOWN_EFFORTS and slug:
+                return ModelChoice(slug, effort)
+        return ModelChoice(model_id)
+
+    def check_effort(self, codex_model: str, effort: str | None, param: str) -> None:
+        """A 400 listing the model's efforts when it does not take `effort`.
+
+        A model the catalog does not know gets any known level: Codex decides.
+        """
+        model = self._by_slug().get(codex_model)
+        if effort is None or model is None or not model.efforts or effort in model.efforts:
+            return
+        raise _effort_error(model, effort, param)
+
+
+def _effort_error(model: CatalogModel, effort: str, param: str) -> ApiError:
+    return invalid(
+        f"Model '{model.slug}' does not support reasoning effort '{effort}'; supported: "
+        f"{', '.join(model.efforts)}.",
+        param,
+        "invalid_reasoning_effort",
+    )
+
+
+def model_object(model_id: str, entry: CatalogModel | None, effort: str | None,
+                 created: int) -> dict[str, Any]:
+    """OpenAI's model object, plus what Codex's catalog says about it."""
+    body: dict[str, Any] = {"id": model_id, "object": "model", "created": created,
+                            "owned_by": "codex-openai-proxy"}
+    if entry is not None:
+        body["display_name"] = entry.display_name + (f" ({effort})" if effort else "")
+        body["description"] = entry.description
+        body["supported_reasoning_efforts"] = [effort] if effort else list(entry.efforts)
+        body["default_reasoning_effort"] = effort or entry.default_effort
+    return body
