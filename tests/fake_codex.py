@@ -10,13 +10,16 @@ message, as plain mode does.
 
 The scenario comes from the environment, so one executable serves every test:
 
-  FAKE_CODEX_SCENARIO   normal (default), two_messages, operational, slow, hang, ignore_signals,
-                        grandchild, auth_failure, turn_failed, crash, malformed, noisy, long,
-                        exit_early
+  FAKE_CODEX_SCENARIO   normal (default), two_messages, operational, slow, drip, hang,
+                        ignore_signals, grandchild, auth_failure, turn_failed, crash,
+                        malformed, noisy, long, exit_early
                         (a prompt containing `fake-scenario:NAME` picks NAME instead)
   FAKE_CODEX_ANSWER     the agent message (default: "Hello from fake Codex.")
   FAKE_CODEX_DELAY_S    seconds `slow` waits before answering (default 1)
   FAKE_CODEX_LONG_BYTES size of the `long` answer (default 1 MiB)
+  FAKE_CODEX_DRIP_COUNT, FAKE_CODEX_DRIP_MS
+                        `drip`: how many messages, how far apart (default 20, 50 ms); each
+                        is `[index@monotonic_ns]`, stamped when written
   FAKE_CODEX_CATALOG    the JSON file `debug models` prints (default: the real 0.169.0
                         catalog, trimmed), or `fail` to make it fail
   FAKE_CODEX_RECORD_DIR where each run records `<pid>.json` (argv, stdin, cwd, env) and the
@@ -213,6 +216,16 @@ def run(scenario: str, json_mode: bool, answer: str, record_dir: str | None, pid
         time.sleep(float(os.environ.get("FAKE_CODEX_DELAY_S", "1")))
         message("item_1", answer)
         finish(answer)
+    elif scenario == "drip":
+        # A long answer in many messages, each stamped with the monotonic clock (system-wide
+        # on Linux) when it was written, so a reader can measure the relay's latency.
+        count = int(os.environ.get("FAKE_CODEX_DRIP_COUNT", "20"))
+        gap = float(os.environ.get("FAKE_CODEX_DRIP_MS", "50")) / 1000
+        for index in range(count):
+            if index:
+                time.sleep(gap)
+            message(f"drip_{index}", f"[{index}@{time.monotonic_ns()}]")
+        finish("drip")
     elif scenario == "hang":
         hang()
     elif scenario == "ignore_signals":
