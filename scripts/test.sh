@@ -50,6 +50,16 @@ if [ "$(cat .tools/node/node_modules/openai/package.json 2>/dev/null \
 fi
 export CODEX_OPENAI_PROXY_TEST_NODE_PATH="$PWD/.tools/node/node_modules"
 
+# `systemd-analyze verify` checks the service unit; Debian's systemd package provides it.
+if ! command -v systemd-analyze >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian's systemd package (for systemd-analyze)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+  else
+    die "systemd-analyze not found; install your distribution's systemd package."
+  fi
+fi
+
 say "ruff"
 .venv/bin/ruff check src tests scripts
 
