@@ -54,6 +54,7 @@ export CODEX_OPENAI_PROXY_TEST_NODE_PATH="$PWD/.tools/node/node_modules"
 if ! command -v systemd-analyze >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing Debian's systemd package (for systemd-analyze)"
+    apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
   else
     die "systemd-analyze not found; install your distribution's systemd package."
