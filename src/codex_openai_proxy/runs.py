@@ -29,8 +29,9 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import trio
@@ -254,28 +255,8 @@ class RunManager:
         # `close()` reaches it at any point and `wait_idle()` means "nothing left behind".
         self._enter(run)
         try:
-            options = self._options(request, scratch_dir)
-            codex_bin = install.path or settings.codex_bin
-            engine = self.engine_for(install, request)
-            run.engine = engine
-            if engine == "app-server":
-                argv = app_server_argv(codex_bin, options)
-                instructions = render_instructions(request.messages) or None
-                plan = TurnPlan(
-                    prompt=render_prompt(request.messages, system_in_prompt=False),
-                    cwd=scratch_dir, model=options.model, effort=options.reasoning_effort,
-                    # A client with tools of its own (Roo Code) is the agent; its system
-                    # prompt replaces Codex's, which describes tools that are switched off.
-                    base_instructions=(instructions or "") if request.tools else None,
-                    developer_instructions=None if request.tools else instructions,
-                    image_paths=options.image_paths,
-                    tools=[DynamicTool(tool.name, tool.description, tool.parameters)
-                           for tool in request.offered_tools],
-                )
-                prompt = plan.prompt
-            else:
-                argv = exec_argv(codex_bin, install.capabilities, options)
-                prompt = render_prompt(request.messages)
+            run.engine = self.engine_for(install, request)
+            argv, prompt, drive = self._launch(run, install, scratch_dir)
             if settings.log_bodies:
                 log.debug("run %d prompt:\n%s", run.number, prompt)
             async with contextlib.AsyncExitStack() as stack:
@@ -296,10 +277,7 @@ class RunManager:
                 task_status.started(run)
                 with run._cancel_scope:
                     try:
-                        if engine == "app-server":
-                            await self._drive_app_server(run, child, plan, send)
-                        else:
-                            await self._drive_exec(run, child, prompt, send)
+                        await drive(child, send)
                     except LineTooLong as error:
                         self._answer(run, send, Failed(codex_failure_error(failure(str(error)))),
                                      "failed")
@@ -323,6 +301,32 @@ class RunManager:
                 log.debug("run %d pid=%s ended: %s, exit %s, after %.2fs", run.number, run.pid,
                           run.end_reason, run.returncode, time.monotonic() - run.started_at)
             self._leave(run)
+
+    def _launch(self, run: Run, install: CodexInstall, scratch_dir: str) -> tuple[
+        list[str], str, Callable[[Child, trio.MemorySendChannel[Output]], Awaitable[None]]
+    ]:
+        """The run's argv, its prompt, and the coroutine that talks to its child."""
+        request = run.request
+        options = self._options(request, scratch_dir)
+        codex_bin = install.path or self.settings.codex_bin
+        if run.engine == "exec":
+            prompt = render_prompt(request.messages)
+            return (exec_argv(codex_bin, install.capabilities, options), prompt,
+                    partial(self._drive_exec, run, prompt=prompt))
+        instructions = render_instructions(request.messages) or None
+        plan = TurnPlan(
+            prompt=render_prompt(request.messages, system_in_prompt=False),
+            cwd=scratch_dir, model=options.model, effort=options.reasoning_effort,
+            # A client with tools of its own (Roo Code) is the agent; its system prompt
+            # replaces Codex's, which describes tools that are switched off for it.
+            base_instructions=(instructions or "") if request.tools else None,
+            developer_instructions=None if request.tools else instructions,
+            image_paths=options.image_paths,
+            tools=[DynamicTool(tool.name, tool.description, tool.parameters)
+                   for tool in request.offered_tools],
+        )
+        return (app_server_argv(codex_bin, options), plan.prompt,
+                partial(self._drive_app_server, run, plan=plan))
 
     @staticmethod
     def _answer(run: Run, send: trio.MemorySendChannel[Output], output: Output,
@@ -410,8 +414,9 @@ class RunManager:
         self,
         run: Run,
         child: Child,
-        plan: TurnPlan,
         send: trio.MemorySendChannel[Output],
+        *,
+        plan: TurnPlan,
     ) -> None:
         """Hold the JSON-RPC conversation for one turn; relay its deltas as they come."""
         session = AppServerSession(plan)
@@ -451,8 +456,9 @@ class RunManager:
         self,
         run: Run,
         child: Child,
-        prompt: str,
         send: trio.MemorySendChannel[Output],
+        *,
+        prompt: str,
     ) -> None:
         """Feed the prompt and translate stdout until the answer ends."""
         await child.send(prompt.encode("utf-8"))
