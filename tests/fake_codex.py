@@ -2,9 +2,10 @@
 """A stand-in for codex-cli 0.169.0, for tests that need Codex to misbehave on cue.
 
 Faithful to what the proxy relies on from the real CLI: `--version`, `exec --help` (the real
-0.169.0 text), `app-server --help`, `debug models` (the real catalog), and `codex exec`'s argv
-rules (clap's "unexpected argument" error and exit status 2 for flags exec does not take, such
-as `--ask-for-approval` and `--reasoning`; `-` or no prompt reads stdin to EOF). `exec --json`
+0.169.0 text), `app-server --help`, `debug models` (the real catalog), `login status` (exit
+status 1 and "Not logged in" on stderr without credentials), and `codex exec`'s argv rules
+(clap's "unexpected argument" error and exit status 2 for flags exec does not take, such as
+`--ask-for-approval` and `--reasoning`; `-` or no prompt reads stdin to EOF). `exec --json`
 prints the same JSONL event shapes 0.169.0 prints; without `--json` it prints only the final
 message, as plain mode does.
 
@@ -22,6 +23,7 @@ The scenario comes from the environment, so one executable serves every test:
                         is `[index@monotonic_ns]`, stamped when written
   FAKE_CODEX_CATALOG    the JSON file `debug models` prints (default: the real 0.169.0
                         catalog, trimmed), or `fail` to make it fail
+  FAKE_CODEX_LOGIN      `none`: `login status` says "Not logged in" (default: logged in)
   FAKE_CODEX_RECORD_DIR where each run records `<pid>.json` (argv, stdin, cwd, env) and the
                         pids it started (`<pid>.pids`), for the tests to check
 """
@@ -124,6 +126,12 @@ def main() -> None:
     args = sys.argv[1:]
     if args[:1] in (["--version"], ["-V"]):
         print(VERSION)
+        return
+    if args[:2] == ["login", "status"]:
+        if os.environ.get("FAKE_CODEX_LOGIN") == "none":
+            sys.stderr.write("Not logged in\n")
+            sys.exit(1)
+        sys.stderr.write("Logged in using ChatGPT\n")
         return
     if args[:2] == ["debug", "models"]:
         # The real 0.169.0 catalog (trimmed to the fields the proxy reads), or another one.
