@@ -166,7 +166,8 @@ if [ "$install_codex" = yes ]; then
   else
     say "installing the Codex CLI ($CODEX_NPM_PACKAGE) into $NPM_PREFIX"
     # --global with a prefix: npm's own layout for a user install (bin/ and lib/ under it).
-    npm install --global --prefix "$NPM_PREFIX" --no-audit --no-fund --loglevel=error \
+    npm install --global --prefix "$NPM_PREFIX" --no-audit --no-fund --no-update-notifier \
+      --loglevel=error \
       "$CODEX_NPM_PACKAGE" >/dev/null || die "npm could not install $CODEX_NPM_PACKAGE."
   fi
   codex_bin=$NPM_PREFIX/bin/codex
