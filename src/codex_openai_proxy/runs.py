@@ -259,40 +259,46 @@ class RunManager:
             argv, prompt, drive = self._launch(run, install, scratch_dir)
             if settings.log_bodies:
                 log.debug("run %d prompt:\n%s", run.number, prompt)
-            async with contextlib.AsyncExitStack() as stack:
-                try:
-                    child = await stack.enter_async_context(spawn_child(
-                        argv, cwd=scratch_dir, env=self._child_env,
-                        kill_grace_s=settings.kill_grace_s,
-                    ))
-                except OSError as error:
-                    self.locator.forget()
-                    raise codex_unavailable_error(
-                        f"Could not start the Codex CLI {argv[0]!r}: {error.strerror or error}. "
-                        f"{INSTALL_HINT}"
-                    ) from None
-                run.pid = child.pid
-                await stack.enter_async_context(send)
-                run._cancel_scope.deadline = trio.current_time() + settings.request_timeout_s
-                task_status.started(run)
-                with run._cancel_scope:
-                    try:
-                        await drive(child, send)
-                    except LineTooLong as error:
-                        self._answer(run, send, Failed(codex_failure_error(failure(str(error)))),
-                                     "failed")
-                    except Exception:
-                        # A bug here must not take the request's nursery (and the response)
-                        # down with it: the client gets an error, the child is still stopped.
-                        log.exception("run %d failed inside the proxy", run.number)
-                        self._answer(run, send, Failed(internal_error("the run failed")),
-                                     "failed")
-                if run._cancel_scope.cancelled_caught and run.outcome is None:
-                    if run.stop_reason == "shutdown":
-                        self._answer(run, send, Failed(shutting_down_error()), "shutdown")
-                    else:
-                        self._answer(run, send, Failed(timeout_error(settings.request_timeout_s)),
-                                     "timeout")
+            # Plain `async with`, not an AsyncExitStack: a run ends with a Cancelled passing
+            # through here (the request's nursery stops the child once the answer is out), and
+            # AsyncExitStack re-raises it from a frame that keeps it, a reference cycle that
+            # held each finished run (frames, tasks, pipes: ~250 objects) until a full garbage
+            # collection, which then stalled every stream at once (~100 ms at 64 streams; see
+            # docs/benchmarks.md).
+            try:
+                async with spawn_child(argv, cwd=scratch_dir, env=self._child_env,
+                                       kill_grace_s=settings.kill_grace_s) as child, send:
+                    run.pid = child.pid
+                    run._cancel_scope.deadline = trio.current_time() + settings.request_timeout_s
+                    task_status.started(run)
+                    with run._cancel_scope:
+                        try:
+                            await drive(child, send)
+                        except LineTooLong as error:
+                            self._answer(run, send,
+                                         Failed(codex_failure_error(failure(str(error)))),
+                                         "failed")
+                        except Exception:
+                            # A bug here must not take the request's nursery (and the response)
+                            # down with it: the client gets an error, the child is still stopped.
+                            log.exception("run %d failed inside the proxy", run.number)
+                            self._answer(run, send, Failed(internal_error("the run failed")),
+                                         "failed")
+                    if run._cancel_scope.cancelled_caught and run.outcome is None:
+                        if run.stop_reason == "shutdown":
+                            self._answer(run, send, Failed(shutting_down_error()), "shutdown")
+                        else:
+                            self._answer(run, send,
+                                         Failed(timeout_error(settings.request_timeout_s)),
+                                         "timeout")
+            except OSError as error:
+                if child is not None:
+                    raise  # Codex did start: this is no failure to start it
+                self.locator.forget()
+                raise codex_unavailable_error(
+                    f"Could not start the Codex CLI {argv[0]!r}: {error.strerror or error}. "
+                    f"{INSTALL_HINT}"
+                ) from None
         finally:
             shutil.rmtree(scratch_dir, ignore_errors=True)
             if child is not None:
