@@ -384,6 +384,8 @@ def test_the_unit_keeps_the_lifecycle_promises():
     assert int(unit["TimeoutStopSec"]) > 2 * Settings().kill_grace_s + 5
     assert unit["ExecStart"] == "%h/.local/share/codex-openai-proxy/venv/bin/codex-openai-proxy"
     assert unit["EnvironmentFile"] == "%h/.config/codex-openai-proxy/env"
+    # 256 streams need ~1,300 descriptors (docs/benchmarks.md), past the usual 1,024.
+    assert int(unit["LimitNOFILE"]) >= 4096
     # Codex's sandbox and Node's JIT must keep working.
     for breaks_codex in ("ProtectHome", "ProtectSystem", "PrivateUsers", "RestrictNamespaces",
                          "MemoryDenyWriteExecute"):
