@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 
 VERSION = "codex-cli 0.169.0"
-HELP_FILE = Path(__file__).with_name("fixtures") / "codex-0.169.0-exec-help.txt"
-CATALOG_FILE = Path(__file__).with_name("fixtures") / "codex-0.169.0-models.json"
+HELP_FILE = Path(__file__).resolve().with_name("fixtures") / "codex-0.169.0-exec-help.txt"
+CATALOG_FILE = Path(__file__).resolve().with_name("fixtures") / "codex-0.169.0-models.json"
 
 # exec's options that take a value, and the flags that do not (from the 0.169.0 help).
 VALUE_OPTIONS = {
