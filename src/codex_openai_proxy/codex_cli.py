@@ -3,8 +3,8 @@
 The proxy asks `codex --version` and `codex exec --help` once at start-up and builds every argv
 from what that build says it accepts, so an older or newer Codex degrades (plain output instead
 of `--json`, no `--ephemeral`) instead of failing with "unexpected argument".
-Never built here: `--ask-for-approval` and `--reasoning`, which `codex exec` rejects (exec
-always runs with approval `never`; effort is `-c model_reasoning_effort=...`).
+Never built here: approval or reasoning flags, which `codex exec` 0.169.0 rejects as unexpected
+arguments (exec always runs with approval `never`; effort is `-c model_reasoning_effort=...`).
 """
 
 from __future__ import annotations
