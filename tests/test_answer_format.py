@@ -311,7 +311,6 @@ def test_usage_body_without_usage_is_zeros() -> None:
 
 def test_tool_call_body() -> None:
     assert tool_call_body(ToolCallOut(3, CALL)) == {
-        "index": 3,
         "id": "call_1",
         "type": "function",
         "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
@@ -531,8 +530,11 @@ def test_tool_calls_without_text_have_null_content() -> None:
     choice = body["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"]["content"] is None
+    # OpenAI's message.tool_calls entries have no `index`: that belongs to stream deltas.
     assert choice["message"]["tool_calls"] == [
-        tool_call_body(ToolCallOut(0, CALL)), tool_call_body(ToolCallOut(1, other))
+        {"id": "call_1", "type": "function",
+         "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
+        {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
     ]
     assert json.loads(json.dumps(body))["choices"][0]["message"]["content"] is None
 

@@ -69,7 +69,7 @@ async def test_a_non_streamed_tool_call(start_real_proxy, mock_upstream):
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"]["content"] is None
     assert choice["message"]["tool_calls"] == [{
-        "index": 0, "id": "call_1", "type": "function",
+        "id": "call_1", "type": "function",
         "function": {"name": "get_weather", "arguments": json.dumps(ARGS, ensure_ascii=False)},
     }]
     assert response.json()["usage"]["completion_tokens"] == 5

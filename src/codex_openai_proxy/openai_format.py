@@ -38,8 +38,8 @@ def usage_body(usage: Usage | None) -> dict[str, Any]:
 
 
 def tool_call_body(out: ToolCallOut) -> dict[str, Any]:
+    """A call as `message.tool_calls` holds it; a stream's delta adds the call's `index`."""
     return {
-        "index": out.index,
         "id": out.call.call_id,
         "type": "function",
         "function": {"name": out.call.name, "arguments": out.call.arguments},
@@ -79,7 +79,8 @@ class ChunkStream:
             case Reasoning(text):
                 return self._chunk({"reasoning_content": text})
             case ToolCallOut():
-                return self._chunk({"tool_calls": [tool_call_body(output)]})
+                call = {"index": output.index, **tool_call_body(output)}
+                return self._chunk({"tool_calls": [call]})
             case Finished(finish_reason, usage):
                 tail = self._chunk({}, finish_reason)
                 if self._include_usage:
