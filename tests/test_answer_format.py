@@ -203,7 +203,6 @@ def test_tool_calls_end_with_finish_reason_tool_calls() -> None:
     assert assembler.feed(MessageDone("m", "Let me check.")) == [Content("Let me check.")]
     assert assembler.feed(CALL) == [ToolCallOut(0, CALL)]
     assert assembler.feed(other) == [ToolCallOut(1, other)]
-    assert assembler.tool_calls_made == 2
     assert assembler.feed(TurnCompleted(USAGE)) == [Finished("tool_calls", USAGE)]
 
 
@@ -273,23 +272,16 @@ def test_nothing_after_the_end() -> None:
     assert assembler.feed(MessageDone("late", "late")) == []
     assert assembler.feed(TurnFailed("late failure")) == []
     assert assembler.feed(TurnCompleted(None)) == []
-    assert assembler.fail(ApiError(504, "timeout")) == []
 
 
-def test_fail_ends_the_answer_once() -> None:
+def test_a_failed_turn_ends_the_answer_once() -> None:
     assembler = AnswerAssembler()
-    timeout = ApiError(504, "Codex took too long", "api_error", None, "timeout")
-    assert assembler.fail(timeout) == [Failed(timeout)]
+    [failed] = assembler.feed(TurnFailed("first"))
+    assert isinstance(failed, Failed) and failed.error.message == "first"
     assert assembler.ended
-    assert assembler.fail(ApiError(503, "shutting down")) == []
+    assert assembler.feed(TurnFailed("second")) == []
     assert assembler.feed(MessageDone("m", "x")) == []
     assert assembler.feed(TurnCompleted(None)) == []
-
-
-def test_failure_after_a_turn_failed_is_ignored() -> None:
-    assembler = AnswerAssembler()
-    assembler.feed(TurnFailed("first"))
-    assert assembler.fail(ApiError(504, "second")) == []
 
 
 # -- usage and tool call bodies ----------------------------------------------------------------
@@ -482,10 +474,13 @@ def builder() -> CompletionBuilder:
 
 
 def build(outputs: list[Output]) -> dict[str, Any]:
+    """The completion of an answer: its outputs, the last of which is its `Finished`."""
+    *parts, finished = outputs
+    assert isinstance(finished, Finished)
     completion = builder()
-    for output in outputs:
+    for output in parts:
         completion.add(output)
-    return completion.body()
+    return completion.body(finished)
 
 
 def test_completion_body() -> None:
@@ -546,28 +541,9 @@ def test_tool_calls_with_text_keep_the_text() -> None:
     assert message["tool_calls"][0]["id"] == "call_1"
 
 
-def test_completion_builder_records_a_failure() -> None:
-    completion = builder()
-    error = ApiError(502, "boom", "api_error", None, "codex_error")
-    completion.add(Content("partial"))
-    completion.add(Failed(error))
-    assert completion.error is error
-    assert completion.finished is None
-
-
-def test_completion_body_before_finish_is_a_bug() -> None:
-    completion = builder()
-    completion.add(Content("x"))
-    with pytest.raises(AssertionError):
-        completion.body()
-
-
 def test_completion_from_a_final_mode_run() -> None:
-    completion = builder()
-    for output in run([MessageDone("m1", "draft"), MessageDone("m2", "final"),
-                       TurnCompleted(USAGE)], stream_mode="final"):
-        completion.add(output)
-    body = completion.body()
+    body = build(run([MessageDone("m1", "draft"), MessageDone("m2", "final"),
+                      TurnCompleted(USAGE)], stream_mode="final"))
     assert body["choices"][0]["message"]["content"] == "final"
     assert body["usage"]["total_tokens"] == 130
 

@@ -1,10 +1,11 @@
-"""Unit tests for codex_cli.py: capabilities from `codex exec --help` and the exec argv."""
+"""Unit tests for codex_cli.py (capabilities from `codex exec --help`) and each engine's argv."""
 
 from __future__ import annotations
 
 import json
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,34 +13,28 @@ from codex_openai_proxy.codex_cli import (
     CAPABILITIES_0_169,
     PINNED_CODEX_VERSION,
     CodexCapabilities,
-    RunOptions,
-    app_server_argv,
-    exec_argv,
     parse_exec_help,
     parse_version,
     toml_string,
 )
+from codex_openai_proxy.engines.app_server import app_server_argv
+from codex_openai_proxy.engines.exec import exec_argv
 
 HELP_0_169 = (Path(__file__).parent / "fixtures" / "codex-0.169.0-exec-help.txt").read_text()
 SCRATCH = "/tmp/scratch-1"
 
 
-def options(**changes: object) -> RunOptions:
-    base: dict[str, object] = {
-        "model": "gpt-5",
-        "reasoning_effort": "high",
-        "login_method": "chatgpt",
-        "scratch_dir": SCRATCH,
-    }
-    base.update(changes)
-    return RunOptions(**base)  # type: ignore[arg-type]
+def options(**changes: Any) -> dict[str, Any]:
+    """exec_argv's keyword arguments: the pinned defaults, with `changes`."""
+    return {"model": "gpt-5", "reasoning_effort": "high", "login_method": "chatgpt",
+            "scratch_dir": SCRATCH, **changes}
 
 
 # -- argv for codex-cli 0.169.0 ----------------------------------------------------------------
 
 
 def test_exact_argv_for_the_pinned_version() -> None:
-    assert exec_argv("codex", CAPABILITIES_0_169, options()) == [
+    assert exec_argv("codex", CAPABILITIES_0_169, **options()) == [
         "codex", "exec", "--json", "--skip-git-repo-check", "--ephemeral",
         "--sandbox", "read-only", "-C", SCRATCH, "-m", "gpt-5",
         "-c", 'model_reasoning_effort="high"',
@@ -50,11 +45,12 @@ def test_exact_argv_for_the_pinned_version() -> None:
 
 def test_argv_from_the_parsed_help_matches_the_pinned_capabilities() -> None:
     caps = parse_exec_help(HELP_0_169, "0.169.0", app_server=True)
-    assert exec_argv("codex", caps, options()) == exec_argv("codex", CAPABILITIES_0_169, options())
+    assert exec_argv("codex", caps, **options()) == exec_argv("codex", CAPABILITIES_0_169,
+                                                             **options())
 
 
 def test_codex_bin_is_the_first_argument() -> None:
-    argv = exec_argv("/opt/bin/codex", CAPABILITIES_0_169, options())
+    argv = exec_argv("/opt/bin/codex", CAPABILITIES_0_169, **options())
     assert argv[:2] == ["/opt/bin/codex", "exec"]
 
 
@@ -63,7 +59,7 @@ def test_codex_bin_is_the_first_argument() -> None:
     [CAPABILITIES_0_169, CodexCapabilities(), CodexCapabilities(exec_flags=frozenset({"--json"}))],
 )
 def test_argv_never_has_flags_codex_exec_rejects(caps: CodexCapabilities) -> None:
-    argv = exec_argv("codex", caps, options(image_paths=("/tmp/a.png",)))
+    argv = exec_argv("codex", caps, **options(image_paths=("/tmp/a.png",)))
     for forbidden in ("--ask-for-approval", "-a", "--reasoning", "--full-auto", "--yolo"):
         assert forbidden not in argv
     assert not any(arg.startswith("--reasoning") for arg in argv)
@@ -72,47 +68,47 @@ def test_argv_never_has_flags_codex_exec_rejects(caps: CodexCapabilities) -> Non
 
 @pytest.mark.parametrize("caps", [CAPABILITIES_0_169, CodexCapabilities()])
 def test_argv_always_ends_with_stdin_marker_after_double_dash(caps: CodexCapabilities) -> None:
-    argv = exec_argv("codex", caps, options(image_paths=("/tmp/a.png",)))
+    argv = exec_argv("codex", caps, **options(image_paths=("/tmp/a.png",)))
     assert argv[-2:] == ["--", "-"]
     assert argv.count("--") == 1
     assert argv.count("-") == 1
 
 
 def test_model_none_passes_no_model_flag() -> None:
-    argv = exec_argv("codex", CAPABILITIES_0_169, options(model=None))
+    argv = exec_argv("codex", CAPABILITIES_0_169, **options(model=None))
     assert "-m" not in argv
     assert "--model" not in argv
     assert "gpt-5" not in argv
 
 
 def test_no_reasoning_effort_passes_no_effort_override() -> None:
-    argv = exec_argv("codex", CAPABILITIES_0_169, options(reasoning_effort=None))
+    argv = exec_argv("codex", CAPABILITIES_0_169, **options(reasoning_effort=None))
     assert not any("model_reasoning_effort" in arg for arg in argv)
     assert argv[-4:] == ["-c", 'forced_login_method="chatgpt"', "--", "-"]
 
 
 def test_empty_login_method_passes_nothing() -> None:
-    argv = exec_argv("codex", CAPABILITIES_0_169, options(login_method=""))
+    argv = exec_argv("codex", CAPABILITIES_0_169, **options(login_method=""))
     assert not any("forced_login_method" in arg for arg in argv)
     assert argv[-4:] == ["-c", 'model_reasoning_effort="high"', "--", "-"]
 
 
 def test_no_effort_and_no_login_method_passes_no_config() -> None:
     argv = exec_argv(
-        "codex", CAPABILITIES_0_169, options(reasoning_effort=None, login_method="")
+        "codex", CAPABILITIES_0_169, **options(reasoning_effort=None, login_method="")
     )
     assert "-c" not in argv
     assert argv[-4:] == ["-m", "gpt-5", "--", "-"]
 
 
 def test_login_method_other_than_chatgpt() -> None:
-    argv = exec_argv("codex", CAPABILITIES_0_169, options(login_method="api"))
+    argv = exec_argv("codex", CAPABILITIES_0_169, **options(login_method="api"))
     assert 'forced_login_method="api"' in argv
 
 
 def test_images_are_passed_before_the_double_dash() -> None:
     paths = ("/tmp/s/image-1.png", "/tmp/s/image-2.jpg")
-    argv = exec_argv("codex", CAPABILITIES_0_169, options(image_paths=paths))
+    argv = exec_argv("codex", CAPABILITIES_0_169, **options(image_paths=paths))
     end = argv.index("--")
     for path in paths:
         at = argv.index(path)
@@ -122,30 +118,15 @@ def test_images_are_passed_before_the_double_dash() -> None:
     # Each image is its own `--image PATH`, in the order given.
     assert argv.index(paths[0]) < argv.index(paths[1])
     without_images = [a for a in argv if a not in ("--image", *paths)]
-    assert without_images == exec_argv("codex", CAPABILITIES_0_169, options())
+    assert without_images == exec_argv("codex", CAPABILITIES_0_169, **options())
 
 
 def test_no_images_no_image_flag() -> None:
-    assert "--image" not in exec_argv("codex", CAPABILITIES_0_169, options())
-
-
-def test_config_overrides_come_before_the_login_method() -> None:
-    argv = exec_argv(
-        "codex",
-        CAPABILITIES_0_169,
-        options(config_overrides=(("tools.web_search", "false"), ("features.x", "true"))),
-    )
-    assert argv[argv.index("-m") + 2:] == [
-        "-c", 'model_reasoning_effort="high"',
-        "-c", "tools.web_search=false",
-        "-c", "features.x=true",
-        "-c", 'forced_login_method="chatgpt"',
-        "--", "-",
-    ]
+    assert "--image" not in exec_argv("codex", CAPABILITIES_0_169, **options())
 
 
 def test_reasoning_effort_value_is_a_toml_string() -> None:
-    argv = exec_argv("codex", CAPABILITIES_0_169, options(reasoning_effort="xhigh"))
+    argv = exec_argv("codex", CAPABILITIES_0_169, **options(reasoning_effort="xhigh"))
     assert 'model_reasoning_effort="xhigh"' in argv
 
 
@@ -153,7 +134,7 @@ def test_reasoning_effort_value_is_a_toml_string() -> None:
 
 
 def test_bare_codex_without_known_flags_gets_the_minimum() -> None:
-    argv = exec_argv("codex", CodexCapabilities(), options(image_paths=("/tmp/a.png",)))
+    argv = exec_argv("codex", CodexCapabilities(), **options(image_paths=("/tmp/a.png",)))
     # -m is short for --model, which every build has; -C, -c, --json etc. are left out.
     assert argv == ["codex", "exec", "--image", "/tmp/a.png", "-m", "gpt-5", "--", "-"]
 
@@ -171,8 +152,8 @@ def test_bare_codex_without_known_flags_gets_the_minimum() -> None:
 )
 def test_each_missing_flag_is_left_out(missing: str, absent: list[str]) -> None:
     caps = CodexCapabilities("0.1.0", CAPABILITIES_0_169.exec_flags - {missing})
-    argv = exec_argv("codex", caps, options())
-    full = exec_argv("codex", CAPABILITIES_0_169, options())
+    argv = exec_argv("codex", caps, **options())
+    full = exec_argv("codex", CAPABILITIES_0_169, **options())
     for arg in absent:
         assert arg not in argv
     assert [arg for arg in full if arg not in absent] == argv
@@ -193,10 +174,17 @@ def test_has() -> None:
 
 
 def test_app_server_argv() -> None:
-    assert app_server_argv("codex", options()) == [
+    assert app_server_argv("codex", login_method="chatgpt") == [
         "codex", "app-server", "-c", 'forced_login_method="chatgpt"'
     ]
-    assert app_server_argv("codex", options(login_method="")) == ["codex", "app-server"]
+    assert app_server_argv("codex", login_method="") == ["codex", "app-server"]
+
+
+def test_app_server_config_overrides_come_before_the_login_method() -> None:
+    argv = app_server_argv("codex", login_method="chatgpt",
+                           overrides=(("tools.web_search", "false"), ("features.x", "true")))
+    assert argv == ["codex", "app-server", "-c", "tools.web_search=false",
+                    "-c", "features.x=true", "-c", 'forced_login_method="chatgpt"']
 
 
 # -- parsing `codex --version` and `codex exec --help` -----------------------------------------
@@ -260,7 +248,7 @@ Options:
         {"--model", "--image", "--cd", "--skip-git-repo-check", "--help"}
     )
     assert caps.json_events is False
-    assert exec_argv("codex", caps, options()) == [
+    assert exec_argv("codex", caps, **options()) == [
         "codex", "exec", "--skip-git-repo-check", "-C", SCRATCH, "-m", "gpt-5", "--", "-",
     ]
 

@@ -16,13 +16,9 @@ from codex_openai_proxy.codex_events import (
     TurnFailed,
     Usage,
     failure,
+    parse_usage,
 )
-from codex_openai_proxy.exec_protocol import (
-    ExecJsonReader,
-    PlainOutputReader,
-    operational_filter_drops,
-    usage_from,
-)
+from codex_openai_proxy.exec_protocol import ExecJsonReader, PlainOutputReader
 
 
 def line(event: dict[str, Any]) -> str:
@@ -372,18 +368,22 @@ def test_turn_completed_without_usage() -> None:
     assert ExecJsonReader().feed(line({"type": "turn.completed"})) == [TurnCompleted(None)]
 
 
-def test_usage_from() -> None:
-    assert usage_from(USAGE) == Usage(1200, 1000, 80, 64)
-    assert usage_from({"input_tokens": 5}) == Usage(input_tokens=5)
-    assert usage_from(None) is None
-    assert usage_from([1, 2]) is None
+def test_parse_usage_in_both_spellings() -> None:
+    # exec spells the counts in snake case, app-server in camel case: one parser reads both.
+    assert parse_usage(USAGE) == Usage(1200, 1000, 80, 64)
+    assert parse_usage({"inputTokens": 1200, "cachedInputTokens": 1000, "outputTokens": 80,
+                        "reasoningOutputTokens": 64, "totalTokens": 1280}) == Usage(
+        1200, 1000, 80, 64)
+    assert parse_usage({"input_tokens": 5}) == Usage(input_tokens=5)
+    assert parse_usage(None) is None
+    assert parse_usage([1, 2]) is None
 
 
 @pytest.mark.parametrize("bad", [None, -3, "12", 1.5, True, [1]])
 def test_usage_counts_that_are_not_counts_become_zero(bad: Any) -> None:
     raw = {"input_tokens": bad, "cached_input_tokens": bad, "output_tokens": bad,
            "reasoning_output_tokens": bad}
-    assert usage_from(raw) == Usage(0, 0, 0, 0)
+    assert parse_usage(raw) == Usage(0, 0, 0, 0)
 
 
 # -- plain output (builds without --json) ------------------------------------------------------
@@ -493,7 +493,9 @@ def test_plain_empty_output_is_an_empty_message() -> None:
     ],
 )
 def test_operational_lines_are_dropped(raw: str) -> None:
-    assert operational_filter_drops(raw) is True
+    [message, _] = plain(["Answer\n", raw + "\n", "End\n"])
+    # (A "[timestamp] codex" header drops everything before it too: the answer follows it.)
+    assert raw not in message.text and message.text.endswith("End")
 
 
 @pytest.mark.parametrize(
@@ -514,7 +516,8 @@ def test_operational_lines_are_dropped(raw: str) -> None:
     ],
 )
 def test_answer_lines_are_kept(raw: str) -> None:
-    assert operational_filter_drops(raw) is False
+    [message, _] = plain(["Answer\n", raw + "\n", "End\n"])
+    assert message.text == f"Answer\n{raw}\nEnd"
 
 
 def test_plain_reader_drops_operational_lines_inside_the_answer() -> None:

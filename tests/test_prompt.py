@@ -84,23 +84,16 @@ def test_empty_message_is_header_only() -> None:
     assert render_prompt([Message("user", ())]) == ""
 
 
-def test_preamble_counts_messages_left_after_dropping_system() -> None:
+def test_a_system_message_makes_a_transcript() -> None:
     messages = [text("system", "rules"), text("user", "hi")]
-    assert render_prompt(messages, system_in_prompt=False) == "hi"
     assert render_prompt(messages).startswith(TRANSCRIPT_PREAMBLE + "\n\n[system]\nrules")
 
 
-def test_system_and_developer_left_out_when_passed_as_instructions() -> None:
+def test_render_instructions_joins_system_and_developer_messages() -> None:
     messages = [
         text("system", "S"), text("user", "U1"), text("developer", "D"),
         text("assistant", "A"), text("user", "U2"),
     ]
-    prompt = render_prompt(messages, system_in_prompt=False)
-    assert "[system]" not in prompt
-    assert "[developer]" not in prompt
-    assert prompt == "\n\n".join(
-        [TRANSCRIPT_PREAMBLE, "[user]\nU1", "[assistant]\nA", "[user]\nU2"]
-    )
     assert render_instructions(messages) == "S\n\nD"
 
 

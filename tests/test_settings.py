@@ -146,11 +146,6 @@ def test_flag_wins_even_over_a_bad_environment_value() -> None:
     assert settings.port == 3000
 
 
-def test_model_is_codex_default_only_for_the_word_default() -> None:
-    assert load_settings([], {"CODEX_MODEL": "default"}).model_is_codex_default is True
-    assert load_settings([], {"CODEX_MODEL": "gpt-5"}).model_is_codex_default is False
-
-
 def test_byte_limits_are_mebibytes() -> None:
     settings = load_settings([], {"PROXY_MAX_BODY_MB": "2", "PROXY_MAX_IMAGE_MB": "0.5"})
     assert settings.max_body_bytes == 2 * 1024 * 1024

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from . import errors
 from .codex_events import (
     CodexEvent,
     MessageDelta,
@@ -59,16 +60,8 @@ Output = Content | Reasoning | ToolCallOut | Finished | Failed
 
 
 def codex_failure_error(event: TurnFailed) -> ApiError:
-    """A failed turn is the upstream's fault: 502. Retrying would only start another Codex run
-    that fails the same way, so clients are asked not to (`x-should-retry: false`)."""
-    return ApiError(
-        502,
-        event.message,
-        "api_error",
-        None,
-        "codex_not_logged_in" if event.kind == "auth" else "codex_error",
-        {"x-should-retry": "false"},
-    )
+    """A failed turn is Codex's (or the upstream's) failure: a 502, never retried."""
+    return errors.codex_failed(event.message, not_logged_in=event.kind == "auth")
 
 
 @dataclass
@@ -121,10 +114,6 @@ class AnswerAssembler:
         self._held: list[Output] = []
         self.ended = False
 
-    @property
-    def tool_calls_made(self) -> int:
-        return self._tool_calls
-
     def feed(self, event: CodexEvent) -> list[Output]:
         outputs = self._feed(event)
         if not self._tool_required or self._tool_calls:
@@ -158,7 +147,8 @@ class AnswerAssembler:
             case TurnCompleted(usage):
                 return self._complete(usage)
             case TurnFailed():
-                return self.fail(codex_failure_error(event))
+                self.ended = True
+                return [Failed(codex_failure_error(event))]
         return []
 
     def _complete(self, usage: Usage | None) -> list[Output]:
@@ -169,21 +159,9 @@ class AnswerAssembler:
         if self._tool_calls:
             return [*outputs, Finished("tool_calls", usage)]
         if self._tool_required:
-            return [Failed(ApiError(
-                502,
-                "tool_choice required a tool call, but the model answered without calling a "
-                "tool.",
-                "api_error", "tool_choice", "tool_call_required", {"x-should-retry": "false"},
-            ))]
+            return [Failed(errors.tool_call_required())]
         outputs.append(Finished("stop", usage))
         return outputs
-
-    def fail(self, error: ApiError) -> list[Output]:
-        """End the answer with an error (a failed turn, or the runner's timeout or shutdown)."""
-        if self.ended:
-            return []
-        self.ended = True
-        return [Failed(error)]
 
 
 def _content(text: str) -> list[Output]:

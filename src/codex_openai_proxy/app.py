@@ -20,10 +20,12 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from . import errors
 from .answer import Failed, Finished, Output
 from .catalog import ModelCatalog, model_object
 from .chat_request import ChatRequest, parse_chat_request
-from .errors import ApiError, internal_error, invalid
+from .engines import choose_engine
+from .errors import ApiError
 from .lifetime import RequestLifetimeMiddleware, attach_run, request_nursery
 from .metrics import ProxyMetrics
 from .openai_format import (
@@ -42,20 +44,14 @@ log = logging.getLogger(__name__)
 def _http_error(error: HTTPException, settings: Settings) -> ApiError:
     status = error.code or 500
     if status == 404:
-        return ApiError(404, f"Unknown request URL: {request.method} {request.path}.",
-                        "invalid_request_error", None, "unknown_url")
+        return errors.unknown_url(request.method, request.path)
     if status == 405:
-        return ApiError(405, f"Method {request.method} is not allowed for {request.path}.",
-                        "invalid_request_error", None, "method_not_allowed")
+        return errors.method_not_allowed(request.method, request.path)
     if status == 413:
-        return ApiError(413, f"The request body is larger than PROXY_MAX_BODY_MB "
-                        f"({settings.max_body_mb:g} MB).", "invalid_request_error", None,
-                        "request_too_large")
+        return errors.request_too_large(settings.max_body_mb)
     if status == 408:
-        return ApiError(408, "The request body did not arrive in time.",
-                        "invalid_request_error", None, "request_timeout")
-    return ApiError(status, error.description or error.name, "invalid_request_error", None,
-                    None)
+        return errors.request_timeout()
+    return errors.http_error(status, error.description or error.name)
 
 
 #: Statuses sent before the request body was read. The unread body would stall the next
@@ -97,7 +93,7 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
     @app.errorhandler(Exception)
     async def on_unexpected_error(error: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.path)
-        return error_response(internal_error(type(error).__name__))
+        return error_response(errors.internal_error(type(error).__name__))
 
     # -- authentication -------------------------------------------------------------------
 
@@ -110,16 +106,12 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
         header = request.headers.get("Authorization", "")
         scheme, _, key = header.partition(" ")
         if not header:
-            raise ApiError(401, "You didn't provide an API key. Send it as "
-                           "`Authorization: Bearer <PROXY_API_KEY>`.", "invalid_request_error",
-                           None, "missing_api_key")
+            raise errors.missing_api_key()
         # Constant-time, so response timing says nothing about how much of a guess was right.
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             key.strip().encode(), settings.api_key.encode()
         ):
-            raise ApiError(401, "Incorrect API key provided. Use the PROXY_API_KEY the proxy "
-                           "was started with.", "invalid_request_error", None,
-                           "invalid_api_key")
+            raise errors.invalid_api_key()
 
     # -- endpoints ------------------------------------------------------------------------
 
@@ -134,8 +126,8 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
                 "version": install.capabilities.version if install else None,
                 "problem": install.problem if install else None,
             },
-            "engine": manager.engine_for(install) if install and install.found
-            else settings.engine,
+            "engine": choose_engine(settings, install.capabilities)
+            if install and install.found else settings.engine,
             "runs": {"active": len(manager.active), "queued": manager.queued,
                      "max_concurrent": settings.max_concurrent},
         }
@@ -156,8 +148,7 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
         for listed_id, entry, effort in catalog.listed():
             if listed_id == model_id:
                 return model_object(model_id, entry, effort, created)
-        raise ApiError(404, f"The model '{model_id}' does not exist.",
-                       "invalid_request_error", "model", "model_not_found")
+        raise errors.model_not_found(model_id)
 
     @app.post("/v1/chat/completions")
     async def chat_completions() -> Any:
@@ -165,8 +156,8 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as error:
-            raise invalid(f"The request body is not valid JSON: {error}", None,
-                          "invalid_json") from None
+            raise errors.invalid(f"The request body is not valid JSON: {error}", None,
+                                 "invalid_json") from None
         chat = parse_chat_request(body, default_model=settings.codex_model,
                                   max_image_bytes=settings.max_image_bytes)
         chat = _apply_catalog(chat, body, catalog)
@@ -186,13 +177,12 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
         builder = CompletionBuilder(completion_id, created_at, chat.model)
         async for output in run.outputs:
             builder.add(output)
-            if isinstance(output, Finished | Failed):
-                break
-        if builder.error is not None:
-            raise builder.error
-        if builder.finished is None:
-            raise internal_error("the run ended without an answer")
-        return builder.body()
+        match run.ending:
+            case Failed(error):
+                raise error
+            case Finished() as finished:
+                return builder.body(finished)
+        raise errors.internal_error("the run ended without an answer")
 
     return app
 
@@ -210,7 +200,8 @@ def _apply_catalog(chat: ChatRequest, body: dict[str, Any], catalog: ModelCatalo
 
 
 async def _next_output(run: Run, keepalive_s: float) -> Output | bytes | None:
-    """The run's next output; KEEPALIVE after `keepalive_s` of silence; None if it ended."""
+    """The run's next output; KEEPALIVE after `keepalive_s` of silence; None once the outputs
+    have ended (`run.ending` then says how)."""
     # A cancel scope may not be open across a `yield`, so the wait lives in this coroutine
     # and the generator below only ever yields between waits.
     with trio.move_on_after(keepalive_s):
@@ -223,16 +214,9 @@ async def _next_output(run: Run, keepalive_s: float) -> Output | bytes | None:
 
 async def _stream_body(run: Run, chunks: ChunkStream, keepalive_s: float) -> AsyncIterator[bytes]:
     yield chunks.start()
-    while True:
-        output = await _next_output(run, keepalive_s)
-        if output is None:
-            yield error_event(internal_error("the run ended without an answer"))
-            return
-        if isinstance(output, bytes):
-            yield output
-            continue
-        yield chunks.render(output)
-        if isinstance(output, Finished | Failed):
-            # The answer is complete: end the response now. The child, if it is still
-            # exiting, is stopped by the request's nursery, not waited for here.
-            return
+    while (output := await _next_output(run, keepalive_s)) is not None:
+        yield output if isinstance(output, bytes) else chunks.render(output)
+    # The answer is complete: end the response now. The child, if it is still exiting, is
+    # stopped by the request's nursery, not waited for here.
+    yield chunks.render(run.ending) if run.ending is not None else error_event(
+        errors.internal_error("the run ended without an answer"))

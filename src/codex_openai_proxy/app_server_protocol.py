@@ -55,6 +55,7 @@ from .codex_events import (
     TurnCompleted,
     Usage,
     failure,
+    parse_usage,
 )
 
 #: JSON-RPC "method not found", for server requests the proxy does not handle.
@@ -239,11 +240,11 @@ class AppServerSession:
         if method == "rawResponseItem/completed":
             return self._raw_item(params.get("item"))
         if method == "rawResponse/completed":
-            self._response_usage = _usage(params.get("usage"))
+            self._response_usage = parse_usage(params.get("usage"))
             return [ResponseCompleted(self._response_usage)]
         if method == "thread/tokenUsage/updated":
             # One turn per thread, so the thread's total is the turn's.
-            self._usage = _usage(_get(params, "tokenUsage", "total"))
+            self._usage = parse_usage(_get(params, "tokenUsage", "total"))
             return []
         if method == "error":
             message = str(_get(params, "error", "message") or "")
@@ -324,19 +325,3 @@ def _get(container: Any, *keys: str) -> Any:
 def _summary_key(item_id: Any, index: Any) -> str:
     # Each summary part is its own block of text, so parts are kept apart like messages.
     return f"{item_id}#{index if isinstance(index, int) else 0}"
-
-
-def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
-        return None
-
-    def count(key: str) -> int:
-        value = raw.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-    return Usage(
-        input_tokens=count("inputTokens"),
-        cached_input_tokens=count("cachedInputTokens"),
-        output_tokens=count("outputTokens"),
-        reasoning_output_tokens=count("reasoningOutputTokens"),
-    )

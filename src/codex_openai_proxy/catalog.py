@@ -95,9 +95,6 @@ class ModelCatalog:
                 rows += [(f"{model.slug}:{effort}", model, effort) for effort in model.efforts]
         return rows
 
-    def knows(self, model_id: str) -> bool:
-        return any(row[0] == model_id for row in self.listed())
-
     def resolve(self, model_id: str) -> ModelChoice:
         if self.effort_models and ":" in model_id:
             slug, _, effort = model_id.rpartition(":")

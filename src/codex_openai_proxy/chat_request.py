@@ -118,6 +118,13 @@ class ChatRequest:
     def images(self) -> tuple[ImagePart, ...]:
         return tuple(image for message in self.messages for image in message.images)
 
+    @property
+    def codex_model_arg(self) -> str | None:
+        """The model Codex is told to run; None for `default`, which lets the user's own Codex
+        config choose."""
+        model = self.codex_model or self.model
+        return None if model == "default" else model
+
 
 def parse_chat_request(body: Any, *, default_model: str, max_image_bytes: int) -> ChatRequest:
     """Check a decoded JSON body and build the request, or raise a 400 `ApiError`."""

@@ -49,7 +49,6 @@ class Child:
         self._stderr_tail = bytearray()
         self._stdout_buffer = bytearray()
         self._stdout_eof = False
-        self.stopped_by_signal = False  # the proxy, not Codex, ended this process
         assert process.stdin and process.stdout and process.stderr
         self._stdin = process.stdin
         self._stdout = process.stdout
@@ -127,7 +126,6 @@ class Child:
     async def stop(self, kill_grace_s: float) -> None:
         """Stop the group and reap the leader (see the module docstring). Call it shielded."""
         if self.exit_status() is None:
-            self.stopped_by_signal = True
             self._signal_group(signal.SIGINT)
             with trio.move_on_after(kill_grace_s):
                 await self.wait_exit()

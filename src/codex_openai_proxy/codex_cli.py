@@ -1,10 +1,8 @@
-"""What the installed Codex CLI accepts, and the argv for a run (pure).
+"""What the installed Codex CLI accepts, and the pieces of its command lines (pure).
 
-The proxy asks `codex --version` and `codex exec --help` once at start-up and builds every argv
-from what that build says it accepts, so an older or newer Codex degrades (plain output instead
-of `--json`, no `--ephemeral`) instead of failing with "unexpected argument".
-Never built here: approval or reasoning flags, which `codex exec` 0.169.0 rejects as unexpected
-arguments (exec always runs with approval `never`; effort is `-c model_reasoning_effort=...`).
+The proxy asks `codex --version` and `codex exec --help` once at start-up; each engine builds
+its argv from what that build says it accepts, so an older or newer Codex degrades (plain
+output instead of `--json`, no `--ephemeral`) instead of failing with "unexpected argument".
 """
 
 from __future__ import annotations
@@ -66,80 +64,11 @@ def toml_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """What one run needs from the request and the settings, for any engine."""
-
-    model: str | None  # None: let Codex's own config choose
-    reasoning_effort: str | None
-    login_method: str  # "" passes nothing
-    scratch_dir: str
-    image_paths: Sequence[str] = ()
-    config_overrides: Sequence[tuple[str, str]] = ()  # (key, TOML value), e.g. tool switches
-
-
-#: `-c` overrides for requests that bring tools of their own (Roo Code and other agents): the
-#: client is the agent, so the model must choose among the client's tools only, or it would
-#: run shell commands, search the web or spawn agents where the client expects a call that it
-#: executes itself; and Codex's notes on its sandbox, its skills and its working directory
-#: (an empty scratch folder) would only mislead it.
-#: Checked on codex-cli 0.169.0 against the mock upstream with `-m gpt-5`: without them the
-#: model is offered exec_command, write_stdin, request_user_input, view_image, multi_agent_v1,
-#: get_goal, create_goal, update_goal and web_search beside the client's tools, and given the
-#: skills, permissions and environment context; with them, the client's tools and messages
-#: alone. (Models whose catalog entry selects Codex's JavaScript "code mode" still get Codex's
-#: `exec`/`wait` wrapper and its collaboration tools; see the README.)
-CLIENT_TOOLS_OVERRIDES: tuple[tuple[str, str], ...] = (
-    ("features.shell_tool", "false"),
-    ("features.unified_exec", "false"),
-    ("web_search", '"disabled"'),
-    ("features.multi_agent", "false"),
-    ("features.multi_agent_v2", "false"),
-    ("features.goals", "false"),
-    ("features.view_image", "false"),
-    ("features.sleep_tool", "false"),
-    ("tools.experimental_request_user_input.enabled", "false"),
-    ("include_permissions_instructions", "false"),
-    ("include_environment_context", "false"),
-    ("skills.include_instructions", "false"),
-)
-
-
-def _config_args(options: RunOptions) -> list[str]:
-    pairs = list(options.config_overrides)
-    if options.login_method:
-        pairs.append(("forced_login_method", toml_string(options.login_method)))
+def config_args(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """`-c key=value` for each (key, TOML value) pair."""
     return [arg for key, value in pairs for arg in ("-c", f"{key}={value}")]
 
 
-def exec_argv(codex_bin: str, caps: CodexCapabilities, options: RunOptions) -> list[str]:
-    """`codex exec ... -`: the prompt always goes on stdin, so no message is ever read as a flag
-    and no prompt size runs into the argv limit."""
-    argv = [codex_bin, "exec"]
-    if caps.json_events:
-        argv.append("--json")
-    for path in options.image_paths:
-        argv += ["--image", path]
-    if caps.has("--skip-git-repo-check"):
-        argv.append("--skip-git-repo-check")
-    if caps.has("--ephemeral"):
-        argv.append("--ephemeral")
-    if caps.has("--sandbox"):
-        argv += ["--sandbox", "read-only"]
-    if caps.has("--cd"):
-        argv += ["-C", options.scratch_dir]
-    if options.model is not None:
-        argv += ["-m", options.model]
-    if caps.has("--config"):
-        if options.reasoning_effort is not None:
-            argv += ["-c", f"model_reasoning_effort={toml_string(options.reasoning_effort)}"]
-        argv += _config_args(options)
-    # `--image` takes several values: `--` ends the options so that the final `-` (read the
-    # prompt from stdin) can never be taken for one more image.
-    argv += ["--", "-"]
-    return argv
-
-
-def app_server_argv(codex_bin: str, options: RunOptions) -> list[str]:
-    """`codex app-server` over stdio; model, effort and tools travel in the JSON-RPC calls."""
-    return [codex_bin, "app-server", *_config_args(options)]
+def login_overrides(login_method: str) -> list[tuple[str, str]]:
+    """`forced_login_method`, unless the setting is empty."""
+    return [("forced_login_method", toml_string(login_method))] if login_method else []

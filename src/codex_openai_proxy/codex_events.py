@@ -8,8 +8,8 @@ format, the logs) is written once.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,23 @@ class Usage:
     cached_input_tokens: int = 0
     output_tokens: int = 0
     reasoning_output_tokens: int = 0
+
+
+def parse_usage(raw: Any) -> Usage | None:
+    """Codex's token counts, as exec (`input_tokens`) or app-server (`inputTokens`) spells them.
+
+    Anything that is not a positive whole number counts as 0, so a malformed count never
+    fails an answer that is otherwise good.
+    """
+    if not isinstance(raw, dict):
+        return None
+
+    def count(name: str) -> int:
+        head, *rest = name.split("_")
+        value = raw.get(name, raw.get(head + "".join(word.title() for word in rest)))
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+    return Usage(**{field.name: count(field.name) for field in fields(Usage)})
 
 
 @dataclass(frozen=True)

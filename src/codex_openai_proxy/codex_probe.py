@@ -24,7 +24,6 @@ CATALOG_REFRESH_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True)
 class CodexInstall:
-    requested: str  # CODEX_BIN as configured
     path: str | None  # resolved executable, None when not found
     capabilities: CodexCapabilities
     problem: str | None = None  # why it cannot be used, for /healthz and the 503
@@ -70,21 +69,21 @@ async def _output(argv: list[str], env: Mapping[str, str]) -> tuple[int, str]:
 async def probe_codex(codex_bin: str, env: Mapping[str, str]) -> CodexInstall:
     path, problem = resolve_codex(codex_bin, env)
     if path is None:
-        return CodexInstall(codex_bin, None, CodexCapabilities(), problem)
+        return CodexInstall(None, CodexCapabilities(), problem)
     try:
         _, version_text = await _output([path, "--version"], env)
         help_status, help_text = await _output([path, "exec", "--help"], env)
         app_status, _ = await _output([path, "app-server", "--help"], env)
     except (OSError, trio.TooSlowError) as error:
-        return CodexInstall(codex_bin, None, CodexCapabilities(),
+        return CodexInstall(None, CodexCapabilities(),
                             f"Could not run {path!r}: {error}. {INSTALL_HINT}")
     if help_status != 0:
-        return CodexInstall(codex_bin, None, CodexCapabilities(),
+        return CodexInstall(None, CodexCapabilities(),
                             f"{path!r} does not look like the Codex CLI: `exec --help` failed: "
                             f"{help_text.strip()[:300]}. {INSTALL_HINT}")
     capabilities = parse_exec_help(help_text, parse_version(version_text),
                                    app_server=app_status == 0)
-    return CodexInstall(codex_bin, path, capabilities)
+    return CodexInstall(path, capabilities)
 
 
 async def read_catalog(path: str, env: Mapping[str, str]) -> list[CatalogModel]:

@@ -1,13 +1,41 @@
-"""Errors in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+"""Every error the proxy sends, in OpenAI's shape: `{"error": {message, type, param, code}}`.
 
-Clients (the OpenAI SDKs, Roo Code) read `error.message` and show it to the user, and decide
-whether to retry from the status, so every failure the proxy reports goes through this one type.
+Clients (the OpenAI SDKs, Roo Code) show `error.message` to the user and decide whether to retry
+from the status, so every failure goes through the one `ApiError` type, and each kind of failure
+has one named constructor here. Nothing else in the package builds an `ApiError` by hand.
+
+| status | code                          | when                                                  |
+|-------:|-------------------------------|-------------------------------------------------------|
+| 400    | (varies), `param` names field | the request cannot be honoured (`invalid`)            |
+| 400    | `tools_unsupported`           | tools asked of a Codex build without app-server       |
+| 401    | `missing_api_key`             | no `Authorization` header on `/v1/*`                  |
+| 401    | `invalid_api_key`             | a key other than `PROXY_API_KEY`                      |
+| 404    | `unknown_url`                 | no such route                                         |
+| 404    | `model_not_found`             | `GET /v1/models/{id}` of a model not listed           |
+| 405    | `method_not_allowed`          | a route asked with the wrong method                   |
+| 408    | `request_timeout`             | the body did not arrive in time                       |
+| 413    | `request_too_large`           | the body is over `PROXY_MAX_BODY_MB`                  |
+| 429    | `too_many_concurrent_runs`    | every slot stayed busy for `PROXY_QUEUE_TIMEOUT_S`    |
+| 500    | `internal_error`              | a bug in the proxy                                    |
+| 502    | `codex_error`                 | Codex failed (failed turn, crash, unreadable output)  |
+| 502    | `codex_not_logged_in`         | Codex has no valid login                              |
+| 502    | `tool_call_required`          | `tool_choice` required a call and the model gave text |
+| 503    | `codex_not_found`             | Codex is missing or cannot be started                 |
+| 503    | `shutting_down`               | the server is stopping                                |
+| 504    | `timeout`                     | the run passed `PROXY_REQUEST_TIMEOUT_S`              |
+
+A 429 carries `Retry-After`, since a slot will free up. The 5xx the proxy decides on carry
+`x-should-retry: false` (`NO_RETRY`): the OpenAI SDKs would otherwise start two more Codex runs
+that fail the same way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+#: Tells the OpenAI SDKs (and Roo Code, which uses them) not to retry.
+NO_RETRY = {"x-should-retry": "false"}
 
 
 @dataclass
@@ -33,12 +61,103 @@ class ApiError(Exception):
         }
 
 
+# -- the request: 4xx ---------------------------------------------------------------------------
+
+
 def invalid(message: str, param: str | None, code: str | None = None) -> ApiError:
     """A 400 for a request the proxy cannot honour, naming the offending parameter."""
     return ApiError(400, message, "invalid_request_error", param, code)
+
+
+def tools_unsupported(codex_version: str | None) -> ApiError:
+    return invalid(
+        "Tool calling needs `codex app-server`, which this Codex build "
+        f"({codex_version or 'unknown version'}) does not have.",
+        "tools", "tools_unsupported")
+
+
+def missing_api_key() -> ApiError:
+    return ApiError(401, "You didn't provide an API key. Send it as "
+                    "`Authorization: Bearer <PROXY_API_KEY>`.", "invalid_request_error", None,
+                    "missing_api_key")
+
+
+def invalid_api_key() -> ApiError:
+    return ApiError(401, "Incorrect API key provided. Use the PROXY_API_KEY the proxy was "
+                    "started with.", "invalid_request_error", None, "invalid_api_key")
+
+
+def unknown_url(method: str, path: str) -> ApiError:
+    return ApiError(404, f"Unknown request URL: {method} {path}.", "invalid_request_error", None,
+                    "unknown_url")
+
+
+def model_not_found(model_id: str) -> ApiError:
+    return ApiError(404, f"The model '{model_id}' does not exist.", "invalid_request_error",
+                    "model", "model_not_found")
+
+
+def method_not_allowed(method: str, path: str) -> ApiError:
+    return ApiError(405, f"Method {method} is not allowed for {path}.", "invalid_request_error",
+                    None, "method_not_allowed")
+
+
+def request_timeout() -> ApiError:
+    return ApiError(408, "The request body did not arrive in time.", "invalid_request_error",
+                    None, "request_timeout")
+
+
+def request_too_large(max_body_mb: float) -> ApiError:
+    return ApiError(413, f"The request body is larger than PROXY_MAX_BODY_MB ({max_body_mb:g} "
+                    "MB).", "invalid_request_error", None, "request_too_large")
+
+
+def http_error(status: int, description: str) -> ApiError:
+    """Any other HTTP-level refusal (from the web framework), in the same shape."""
+    return ApiError(status, description, "invalid_request_error", None, None)
+
+
+def queue_full(max_concurrent: int, queue_timeout_s: float) -> ApiError:
+    # Retrying is the right move here: a slot will free up. Retry-After says when to try.
+    return ApiError(
+        429,
+        f"All {max_concurrent} Codex slots stayed busy for {queue_timeout_s:g} s "
+        "(PROXY_MAX_CONCURRENT, PROXY_QUEUE_TIMEOUT_S). Try again shortly.",
+        "rate_limit_exceeded", None, "too_many_concurrent_runs",
+        {"retry-after": str(max(1, round(queue_timeout_s / 2)))},
+    )
+
+
+# -- the proxy and Codex: 5xx -------------------------------------------------------------------
 
 
 def internal_error(detail: str) -> ApiError:
     """A bug in the proxy, not in the request or in Codex."""
     return ApiError(500, f"Internal error in the proxy: {detail}", "api_error", None,
                     "internal_error")
+
+
+def codex_failed(message: str, *, not_logged_in: bool = False) -> ApiError:
+    """Codex could not produce the answer; the message says why, in Codex's words."""
+    return ApiError(502, message, "api_error", None,
+                    "codex_not_logged_in" if not_logged_in else "codex_error", dict(NO_RETRY))
+
+
+def tool_call_required() -> ApiError:
+    return ApiError(502, "tool_choice required a tool call, but the model answered without "
+                    "calling a tool.", "api_error", "tool_choice", "tool_call_required",
+                    dict(NO_RETRY))
+
+
+def codex_unavailable(problem: str) -> ApiError:
+    return ApiError(503, problem, "api_error", None, "codex_not_found", dict(NO_RETRY))
+
+
+def shutting_down() -> ApiError:
+    return ApiError(503, "The proxy is shutting down.", "api_error", None, "shutting_down",
+                    dict(NO_RETRY))
+
+
+def run_timeout(seconds: float) -> ApiError:
+    return ApiError(504, f"Codex did not finish within PROXY_REQUEST_TIMEOUT_S ({seconds:g} s); "
+                    "the run was stopped.", "api_error", None, "timeout", dict(NO_RETRY))

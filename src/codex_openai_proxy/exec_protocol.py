@@ -18,24 +18,9 @@ from .codex_events import (
     Notice,
     ReasoningDone,
     TurnCompleted,
-    Usage,
     failure,
+    parse_usage,
 )
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def usage_from(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
-        return None
-    return Usage(
-        input_tokens=_int(raw.get("input_tokens")),
-        cached_input_tokens=_int(raw.get("cached_input_tokens")),
-        output_tokens=_int(raw.get("output_tokens")),
-        reasoning_output_tokens=_int(raw.get("reasoning_output_tokens")),
-    )
 
 
 class ExecJsonReader:
@@ -70,7 +55,7 @@ class ExecJsonReader:
             return self._item(event.get("item"))
         if kind == "turn.completed":
             self.finished = True
-            return [TurnCompleted(usage_from(event.get("usage")))]
+            return [TurnCompleted(parse_usage(event.get("usage")))]
         if kind == "turn.failed":
             self.finished = True
             error = event.get("error")
@@ -160,9 +145,4 @@ class PlainOutputReader:
             return [failure(_exit_reason(returncode, stderr_tail))]
         answer = "\n".join(line for line in self._lines if not _OPERATIONAL_LINE.match(line))
         return [MessageDone("plain", answer.strip("\n")), TurnCompleted(None)]
-
-
-def operational_filter_drops(line: str) -> bool:
-    """Whether plain mode drops this stdout line (exposed for tests and the docs)."""
-    return bool(_OPERATIONAL_LINE.match(line))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -28,6 +28,15 @@ NURSERY_SCOPE_KEY = "codex_openai_proxy.request_nursery"
 RUN_SCOPE_KEY = "codex_openai_proxy.run"
 #: Polled by monitors, so logged only at debug level.
 QUIET_PATHS = frozenset({"/healthz", "/metrics"})
+
+
+class RunRecord(Protocol):
+    """What the request's log line and metrics need of the run it started (`runs.Run`)."""
+
+    @property
+    def end_reason(self) -> str: ...
+
+    def log_fields(self) -> str: ...
 
 
 class RequestLifetimeMiddleware:
@@ -65,7 +74,7 @@ class RequestLifetimeMiddleware:
             self._record(scope, request_scope.get(RUN_SCOPE_KEY), status, first_byte,
                          time.monotonic() - started)
 
-    def _record(self, scope: dict[str, Any], run: Any, status: int | None,
+    def _record(self, scope: dict[str, Any], run: RunRecord | None, status: int | None,
                 first_byte: float | None, duration: float) -> None:
         path, route = scope["path"], route_label(scope["path"])
         # No status means the response never started: the client left first.
@@ -77,15 +86,7 @@ class RequestLifetimeMiddleware:
         fields = [f"{scope['method']} {path} {status_text} {duration:.3f}s"]
         if run is not None:
             self.metrics.children_ended.labels(run.end_reason).inc()
-            usage = run.usage
-            fields.append(
-                f"model={run.request.model} stream={str(run.request.stream).lower()} "
-                f"engine={run.engine} pid={run.pid} child={run.end_reason} "
-                f"exit={run.returncode}"
-                + (f" usage={usage.input_tokens}/{usage.output_tokens}"
-                   f"/cached={usage.cached_input_tokens}"
-                   f"/reasoning={usage.reasoning_output_tokens}" if usage else "")
-            )
+            fields.append(run.log_fields())
         level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
         log.log(level, "%s", " ".join(fields))
 
@@ -94,6 +95,6 @@ def request_nursery(scope: dict[str, Any]) -> trio.Nursery:
     return scope[NURSERY_SCOPE_KEY]
 
 
-def attach_run(scope: dict[str, Any], run: Any) -> None:
+def attach_run(scope: dict[str, Any], run: RunRecord) -> None:
     """Tell the middleware which run this request started, for its log line and metrics."""
     scope[RUN_SCOPE_KEY] = run

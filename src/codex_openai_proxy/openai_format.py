@@ -103,8 +103,6 @@ class CompletionBuilder:
         self._content: list[str] = []
         self._reasoning: list[str] = []
         self._tool_calls: list[dict[str, Any]] = []
-        self.finished: Finished | None = None
-        self.error: ApiError | None = None
 
     def add(self, output: Output) -> None:
         match output:
@@ -114,13 +112,9 @@ class CompletionBuilder:
                 self._reasoning.append(text)
             case ToolCallOut():
                 self._tool_calls.append(tool_call_body(output))
-            case Finished():
-                self.finished = output
-            case Failed(error):
-                self.error = error
 
-    def body(self) -> dict[str, Any]:
-        assert self.finished is not None, "the answer has not finished"
+    def body(self, finished: Finished) -> dict[str, Any]:
+        """The whole `chat.completion`, once the answer has finished."""
         content = "".join(self._content)
         message: dict[str, Any] = {
             "role": "assistant",
@@ -135,6 +129,6 @@ class CompletionBuilder:
         return {
             **self._head,
             "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": self.finished.finish_reason}],
-            "usage": usage_body(self.finished.usage),
+                         "finish_reason": finished.finish_reason}],
+            "usage": usage_body(finished.usage),
         }

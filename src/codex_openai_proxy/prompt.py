@@ -34,14 +34,12 @@ def number_images(messages: Sequence[Message]) -> tuple[NumberedImage, ...]:
     )
 
 
-def render_prompt(messages: Sequence[Message], *, system_in_prompt: bool = True) -> str:
+def render_prompt(messages: Sequence[Message]) -> str:
     """The prompt text for a conversation.
 
     The preamble explaining the transcript is added only when there is a history to explain.
-    With `system_in_prompt=False` the system and developer messages are left out, for an engine
-    that passes them as instructions instead.
     """
-    kept = [m for m in messages if system_in_prompt or m.role not in ("system", "developer")]
+    kept = list(messages)
     tool_names = {call.id: call.name for m in kept for call in m.tool_calls}
     image_names = iter(numbered.filename for numbered in number_images(kept))
     if len(kept) == 1 and kept[0].role == "user" and not kept[0].name:

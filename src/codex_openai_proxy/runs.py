@@ -2,7 +2,10 @@
 
 A request asks `RunManager.start(nursery, request)` for a run. `start` waits for a free slot
 (in order, up to the queue timeout), spawns the child and returns a `Run` whose `outputs`
-channel carries the answer (`answer.Output`s, ending with `Finished` or `Failed`).
+channel carries the answer as it comes (content, reasoning, tool calls); when the channel
+ends, `Run.ending` says how the answer ended (`Finished` or `Failed`). What the
+child is and how to talk to it is the engine's business (`engines/`); this module only knows
+slots, the queue, the deadline and the child's lifetime.
 
 Who owns what, and why:
 
@@ -12,9 +15,9 @@ Who owns what, and why:
   reading the child and enforcing the deadline even when the client has stalled.
 * The outputs channel is unbounded for the same reason: the runner never waits for the client.
   An answer is at most what one Codex turn prints, so the buffer is bounded in practice.
-* The run's deadline is a cancel scope around the child, counted from the child's start (time
-  spent queued is bounded separately by the queue timeout). Its expiry ends the answer with a
-  `timeout` error; the child is then stopped like any other (see `child.py`).
+* The run's deadline is a cancel scope around the engine's driver, counted from the child's
+  start (time spent queued is bounded separately by the queue timeout). Its expiry ends the
+  answer with a `timeout` error; the child is then stopped like any other (see `child.py`).
 * When the request ends, whatever the reason (answer sent, client gone, server shutting down),
   its nursery is cancelled, which cancels the runner, whose `spawn_child` block stops the
   process group under a shield. Nothing depends on the client to clean up.
@@ -29,30 +32,21 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, Literal
+from typing import Literal
 
 import trio
 
+from . import errors
 from .answer import AnswerAssembler, Failed, Finished, Output, codex_failure_error
-from .app_server_protocol import AppServerSession, DynamicTool, TurnPlan, encode
 from .chat_request import ChatRequest
 from .child import Child, LineTooLong, spawn_child
-from .codex_cli import (
-    CLIENT_TOOLS_OVERRIDES,
-    INSTALL_HINT,
-    RunOptions,
-    app_server_argv,
-    exec_argv,
-)
 from .codex_events import CodexEvent, Notice, Usage, failure
 from .codex_probe import CodexInstall, probe_codex
-from .errors import ApiError, internal_error, invalid
-from .exec_protocol import ExecJsonReader, PlainOutputReader
-from .prompt import number_images, render_instructions, render_prompt
-from .settings import Engine, Settings
+from .engines import EngineRun, Workspace, prepare_run
+from .prompt import number_images
+from .settings import EngineName, Settings
 
 log = logging.getLogger(__name__)
 
@@ -61,39 +55,11 @@ Outcome = Literal["ok", "failed", "timeout", "disconnect", "shutdown"]
 
 #: Variables the child must not see: the proxy's own secret is none of Codex's business.
 PRIVATE_ENV = ("PROXY_API_KEY",)
+#: How many distinct Codex warnings are remembered (each is logged once): a bound, because a
+#: warning can quote what a client sent.
+MAX_REMEMBERED_WARNINGS = 64
 
 _run_numbers = itertools.count(1)
-
-
-def shutting_down_error() -> ApiError:
-    return ApiError(503, "The proxy is shutting down.", "api_error", None, "shutting_down",
-                    {"x-should-retry": "false"})
-
-
-def timeout_error(seconds: float) -> ApiError:
-    return ApiError(
-        504,
-        f"Codex did not finish within PROXY_REQUEST_TIMEOUT_S ({seconds:g} s); the run was "
-        "stopped.",
-        "api_error", None, "timeout", {"x-should-retry": "false"},
-    )
-
-
-def queue_full_error(settings: Settings) -> ApiError:
-    # Retrying is the right move here: a slot will free up. Retry-After says when to try.
-    return ApiError(
-        429,
-        f"All {settings.max_concurrent} Codex slots stayed busy for "
-        f"{settings.queue_timeout_s:g} s (PROXY_MAX_CONCURRENT, PROXY_QUEUE_TIMEOUT_S). "
-        "Try again shortly.",
-        "rate_limit_exceeded", None, "too_many_concurrent_runs",
-        {"retry-after": str(max(1, round(settings.queue_timeout_s / 2)))},
-    )
-
-
-def codex_unavailable_error(problem: str) -> ApiError:
-    return ApiError(503, problem, "api_error", None, "codex_not_found",
-                    {"x-should-retry": "false"})
 
 
 @dataclass(eq=False)
@@ -104,13 +70,14 @@ class Run:
     request: ChatRequest
     outputs: trio.MemoryReceiveChannel[Output]
     started_at: float = field(default_factory=time.monotonic)
+    engine: EngineName | None = None
     pid: int | None = None
     stop_reason: StopReason | None = None
     returncode: int | None = None
     outcome: Outcome | None = None  # set when the answer (or its error) is handed over
-    engine: Engine | None = None
+    ending: Finished | Failed | None = None  # the answer's end, once `outputs` has ended
     usage: Usage | None = None
-    _cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    _scope: trio.CancelScope | None = None  # the innermost scope `stop` cancels
 
     @property
     def end_reason(self) -> str:
@@ -121,10 +88,33 @@ class Run:
         # with no other reason) the client leaving.
         return f"killed_on_{self.outcome or self.stop_reason or 'disconnect'}"
 
+    def log_fields(self) -> str:
+        """The run's part of the request's log line."""
+        usage = self.usage
+        return (
+            f"model={self.request.model} stream={str(self.request.stream).lower()} "
+            f"engine={self.engine} pid={self.pid} child={self.end_reason} exit={self.returncode}"
+            + (f" usage={usage.input_tokens}/{usage.output_tokens}"
+               f"/cached={usage.cached_input_tokens}"
+               f"/reasoning={usage.reasoning_output_tokens}" if usage else "")
+        )
+
     def stop(self, reason: StopReason) -> None:
+        """Cancel whatever the run is doing: getting ready, or driving its child."""
         if self.stop_reason is None:
             self.stop_reason = reason
-        self._cancel_scope.cancel()
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def cancel_scope(self, deadline: float = float("inf")) -> trio.CancelScope:
+        """A scope, inside the previous one, that `stop` cancels from now on (at once, if the
+        run was stopped already). Only the innermost is cancelled: trio hands a Cancelled to
+        the outermost cancelled scope, and the scope around the driver must catch it to end
+        the answer with the reason."""
+        self._scope = trio.CancelScope(deadline=deadline)
+        if self.stop_reason is not None:
+            self._scope.cancel()
+        return self._scope
 
 
 class CodexLocator:
@@ -136,7 +126,8 @@ class CodexLocator:
 
     def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
         self._settings = settings
-        #: The environment every Codex process gets (probes included): the proxy's own.
+        #: The environment every Codex process gets (probes included): the proxy's own, less
+        #: its secrets.
         self.env = {k: v for k, v in env.items() if k not in PRIVATE_ENV}
         self.install: CodexInstall | None = None
         self._lock = trio.Lock()
@@ -156,19 +147,77 @@ class CodexLocator:
         self.install = None
 
 
+class NoticeLog:
+    """Codex's operational notices, logged: each distinct warning once, the rest at debug."""
+
+    def __init__(self) -> None:
+        self._warned: dict[str, None] = {}
+
+    def log(self, run_number: int, notice: Notice) -> None:
+        # Codex's warnings (e.g. "Model metadata for `gpt-5` not found") repeat on every run:
+        # worth one line in the log, not one per request.
+        if notice.kind == "warning" and notice.detail not in self._warned:
+            self._warned[notice.detail] = None
+            if len(self._warned) > MAX_REMEMBERED_WARNINGS:
+                del self._warned[next(iter(self._warned))]
+            log.warning("Codex says: %s", notice.detail)
+        else:
+            log.debug("run %d %s: %s", run_number, notice.kind, notice.detail)
+
+
+class AnswerSink:
+    """A run's `EventSink`: the answer policy, and the channel the answer leaves by."""
+
+    def __init__(self, run: Run, send: trio.MemorySendChannel[Output],
+                 assembler: AnswerAssembler, notices: NoticeLog) -> None:
+        self._run = run
+        self._send = send
+        self._assembler = assembler
+        self._notices = notices
+
+    @property
+    def answered(self) -> bool:
+        return self._run.outcome is not None
+
+    async def deliver(self, events: Sequence[CodexEvent]) -> None:
+        for event in events:
+            if isinstance(event, Notice):
+                self._notices.log(self._run.number, event)
+                continue
+            for output in self._assembler.feed(event):
+                if isinstance(output, Finished):
+                    self.end(output, "ok")
+                elif isinstance(output, Failed):
+                    self.end(output, "failed")
+                else:
+                    # A reader that has gone (its request ended) no longer needs the answer.
+                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                        await self._send.send(output)
+
+    def end(self, ending: Finished | Failed, outcome: Outcome) -> None:
+        """End the answer: record how, and end the outputs channel so that the reader, having
+        read everything before it, finds `Run.ending`. Only a run's first ending counts.
+
+        Synchronous on purpose: it is also called where the run has been cancelled (deadline,
+        shutdown), and the answer must still end before the child is stopped."""
+        run = self._run
+        if run.outcome is None:
+            run.outcome, run.ending = outcome, ending
+            if isinstance(ending, Finished):
+                run.usage = ending.usage
+            self._send.close()
+
+
 class RunManager:
-    def __init__(self, settings: Settings, locator: CodexLocator,
-                 env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, settings: Settings, locator: CodexLocator) -> None:
         self.settings = settings
         self.locator = locator
-        env = dict(os.environ if env is None else env)
-        self._child_env = {k: v for k, v in env.items() if k not in PRIVATE_ENV}
         self._slots = trio.CapacityLimiter(settings.max_concurrent)
         self._queued: set[trio.CancelScope] = set()
         self._queue_changed = trio.Event()
         self.active: set[Run] = set()
         self.closing = False
-        self._warned: set[str] = set()
+        self._notices = NoticeLog()
         self._idle = trio.Event()
         self._idle.set()
 
@@ -177,7 +226,7 @@ class RunManager:
     async def start(self, nursery: trio.Nursery, request: ChatRequest) -> Run:
         """Queue for a slot, spawn Codex, and return the run; raises `ApiError` (429, 503)."""
         if self.closing:
-            raise shutting_down_error()
+            raise errors.shutting_down()
         run: Run = await nursery.start(self._runner, request)
         return run
 
@@ -213,10 +262,22 @@ class RunManager:
         slot = object()
         await self._wait_for_slot(slot)
         try:
-            install = await self.locator.get()
-            if not install.found:
-                raise codex_unavailable_error(install.problem or "Codex is not available.")
-            await self._run_child(request, install, task_status)
+            send, receive = trio.open_memory_channel[Output](float("inf"))
+            run = Run(next(_run_numbers), request, receive)
+            # Active from the moment it holds a slot until after the reap and the cleanup, so
+            # that `close()` reaches it at any point and `wait_idle()` means "nothing left".
+            # No checkpoint between the test of `closing` and joining `active`: a shutdown
+            # either came before (refused here) or finds the run (and cancels it).
+            if self.closing:
+                raise errors.shutting_down()
+            self._enter(run)
+            try:
+                with run.cancel_scope():
+                    await self._run_child(run, send, task_status)
+                if run.pid is None and run.stop_reason == "shutdown":
+                    raise errors.shutting_down()  # stopped before its child started
+            finally:
+                self._leave(run)
         finally:
             self._slots.release_on_behalf_of(slot)
 
@@ -240,250 +301,92 @@ class RunManager:
         # (A client that leaves while queued cancels an outer scope instead, and its place in
         # the limiter's queue is given up as the Cancelled passes through acquire.)
         if self.closing:
-            raise shutting_down_error()
-        raise queue_full_error(self.settings)
+            raise errors.shutting_down()
+        raise errors.queue_full(self.settings.max_concurrent, self.settings.queue_timeout_s)
 
-    async def _run_child(
-        self, request: ChatRequest, install: CodexInstall, task_status: trio.TaskStatus[Run]
-    ) -> None:
+    async def _run_child(self, run: Run, send: trio.MemorySendChannel[Output],
+                         task_status: trio.TaskStatus[Run]) -> None:
+        """Within the run's cancel scope: find Codex, spawn it, drive it, stop it."""
         settings = self.settings
-        send, receive = trio.open_memory_channel[Output](float("inf"))
-        run = Run(next(_run_numbers), request, receive)
+        install = await self.locator.get()
+        if not install.found:
+            raise errors.codex_unavailable(install.problem or "Codex is not available.")
         scratch_dir = tempfile.mkdtemp(prefix="codex-openai-proxy-")
-        child: Child | None = None
-        # Active from before the spawn until after the reap and the cleanup, so that
-        # `close()` reaches it at any point and `wait_idle()` means "nothing left behind".
-        self._enter(run)
         try:
-            run.engine = self.engine_for(install, request)
-            argv, prompt, drive = self._launch(run, install, scratch_dir)
+            workspace = Workspace(scratch_dir, write_images(run.request, scratch_dir))
+            engine_run = prepare_run(run.request, install, settings, workspace)
+            run.engine = engine_run.engine
             if settings.log_bodies:
-                log.debug("run %d prompt:\n%s", run.number, prompt)
+                log.debug("run %d input:\n%s", run.number, engine_run.describe_input())
+            await self._spawn_and_drive(run, engine_run, install, workspace, send, task_status)
+        finally:
+            shutil.rmtree(scratch_dir, ignore_errors=True)
+            log.debug("run %d pid=%s ended: %s, exit %s, after %.2fs", run.number, run.pid,
+                      run.end_reason, run.returncode, time.monotonic() - run.started_at)
+
+    async def _spawn_and_drive(self, run: Run, engine_run: EngineRun, install: CodexInstall,
+                               workspace: Workspace, send: trio.MemorySendChannel[Output],
+                               task_status: trio.TaskStatus[Run]) -> None:
+        settings = self.settings
+        sink = AnswerSink(run, send, self._assembler(run.request), self._notices)
+        child: Child | None = None
+        try:
             # Plain `async with`, not an AsyncExitStack: a run ends with a Cancelled passing
             # through here (the request's nursery stops the child once the answer is out), and
             # AsyncExitStack re-raises it from a frame that keeps it, a reference cycle that
             # held each finished run (frames, tasks, pipes: ~250 objects) until a full garbage
             # collection, which then stalled every stream at once (~100 ms at 64 streams; see
             # docs/benchmarks.md).
-            try:
-                async with spawn_child(argv, cwd=scratch_dir, env=self._child_env,
-                                       kill_grace_s=settings.kill_grace_s) as child, send:
-                    run.pid = child.pid
-                    run._cancel_scope.deadline = trio.current_time() + settings.request_timeout_s
-                    task_status.started(run)
-                    with run._cancel_scope:
-                        try:
-                            await drive(child, send)
-                        except LineTooLong as error:
-                            self._answer(run, send,
-                                         Failed(codex_failure_error(failure(str(error)))),
-                                         "failed")
-                        except Exception:
-                            # A bug here must not take the request's nursery (and the response)
-                            # down with it: the client gets an error, the child is still stopped.
-                            log.exception("run %d failed inside the proxy", run.number)
-                            self._answer(run, send, Failed(internal_error("the run failed")),
-                                         "failed")
-                    if run._cancel_scope.cancelled_caught and run.outcome is None:
-                        if run.stop_reason == "shutdown":
-                            self._answer(run, send, Failed(shutting_down_error()), "shutdown")
-                        else:
-                            self._answer(run, send,
-                                         Failed(timeout_error(settings.request_timeout_s)),
-                                         "timeout")
-            except OSError as error:
-                if child is not None:
-                    raise  # Codex did start: this is no failure to start it
-                self.locator.forget()
-                raise codex_unavailable_error(
-                    f"Could not start the Codex CLI {argv[0]!r}: {error.strerror or error}. "
-                    f"{INSTALL_HINT}"
-                ) from None
+            async with spawn_child(engine_run.argv, cwd=workspace.directory,
+                                   env=self.locator.env,
+                                   kill_grace_s=settings.kill_grace_s) as child, send:
+                run.pid = child.pid
+                # The deadline counts from the child's start; a shutdown cancels this too, and
+                # either way the answer ends with an error before the child is stopped.
+                driving = run.cancel_scope(trio.current_time() + settings.request_timeout_s)
+                task_status.started(run)
+                try:
+                    with driving:
+                        await engine_run.drive(child, sink)
+                        if sink.answered:
+                            # Codex exits by itself once its turn is over (app-server once its
+                            # stdin is closed): give it the kill grace to do so before the
+                            # stop in `spawn_child` signals it.
+                            with trio.move_on_after(settings.kill_grace_s):
+                                await child.wait_exit()
+                except LineTooLong as error:
+                    sink.end(Failed(codex_failure_error(failure(str(error)))), "failed")
+                except Exception:
+                    # A bug here must not take the request's nursery (and the response) down
+                    # with it: the client gets an error, the child is still stopped.
+                    log.exception("run %d failed inside the proxy", run.number)
+                    sink.end(Failed(errors.internal_error("the run failed")), "failed")
+                if driving.cancelled_caught:
+                    if run.stop_reason == "shutdown":
+                        sink.end(Failed(errors.shutting_down()), "shutdown")
+                    else:
+                        sink.end(Failed(errors.run_timeout(settings.request_timeout_s)),
+                                 "timeout")
+        except OSError as error:
+            if child is not None:
+                raise  # Codex did start: this is no failure to start it
+            self.locator.forget()
+            raise errors.codex_unavailable(
+                f"Could not start the Codex CLI {engine_run.argv[0]!r}: "
+                f"{error.strerror or error}. Install it with `npm i -g @openai/codex` or set "
+                "CODEX_BIN to its path."
+            ) from None
         finally:
-            shutil.rmtree(scratch_dir, ignore_errors=True)
             if child is not None:
                 run.returncode = child.process.returncode  # reaped by now
-            if run.pid is not None:
-                log.debug("run %d pid=%s ended: %s, exit %s, after %.2fs", run.number, run.pid,
-                          run.end_reason, run.returncode, time.monotonic() - run.started_at)
-            self._leave(run)
 
-    def _launch(self, run: Run, install: CodexInstall, scratch_dir: str) -> tuple[
-        list[str], str, Callable[[Child, trio.MemorySendChannel[Output]], Awaitable[None]]
-    ]:
-        """The run's argv, its prompt, and the coroutine that talks to its child."""
-        request = run.request
-        options = self._options(request, scratch_dir)
-        codex_bin = install.path or self.settings.codex_bin
-        if run.engine == "exec":
-            prompt = render_prompt(request.messages)
-            return (exec_argv(codex_bin, install.capabilities, options), prompt,
-                    partial(self._drive_exec, run, prompt=prompt))
-        instructions = render_instructions(request.messages) or None
-        plan = TurnPlan(
-            prompt=render_prompt(request.messages, system_in_prompt=False),
-            cwd=scratch_dir, model=options.model, effort=options.reasoning_effort,
-            # A client with tools of its own (Roo Code) is the agent; its system prompt
-            # replaces Codex's, which describes tools that are switched off for it.
-            base_instructions=(instructions or "") if request.tools else None,
-            developer_instructions=None if request.tools else instructions,
-            image_paths=options.image_paths,
-            tools=[DynamicTool(tool.name, tool.description, tool.parameters)
-                   for tool in request.offered_tools],
-        )
-        return (app_server_argv(codex_bin, options), plan.prompt,
-                partial(self._drive_app_server, run, plan=plan))
-
-    @staticmethod
-    def _answer(run: Run, send: trio.MemorySendChannel[Output], output: Output,
-                outcome: Outcome) -> None:
-        if run.outcome is None:  # one answer per run, whatever happens after it
-            run.outcome = outcome
-            if isinstance(output, Finished):
-                run.usage = output.usage
-            # A reader that has gone (its request ended) no longer needs the answer.
-            with contextlib.suppress(trio.BrokenResourceError):
-                send.send_nowait(output)
-
-    def _log_notice(self, run: Run, notice: Notice) -> None:
-        # Codex's warnings (e.g. "Model metadata for `gpt-5` not found") repeat on every run:
-        # worth one line in the log, not one per request. Everything else is debug detail.
-        if notice.kind == "warning" and notice.detail not in self._warned:
-            self._warned.add(notice.detail)
-            log.warning("Codex says: %s", notice.detail)
-        else:
-            log.debug("run %d %s: %s", run.number, notice.kind, notice.detail)
-
-    def engine_for(self, install: CodexInstall, request: ChatRequest | None = None) -> Engine:
-        """The configured engine, or exec where this Codex build has no app-server.
-
-        Requests with tools always run on app-server: only it takes client-defined tools.
-        """
-        if request is not None and request.tools:
-            if not install.capabilities.app_server:
-                raise invalid(
-                    "Tool calling needs `codex app-server`, which this Codex build "
-                    f"({install.capabilities.version or 'unknown version'}) does not have.",
-                    "tools", "tools_unsupported")
-            return "app-server"
-        if self.settings.engine == "app-server" and not install.capabilities.app_server:
-            return "exec"
-        return self.settings.engine
-
-    def _options(self, request: ChatRequest, scratch_dir: str) -> RunOptions:
-        image_paths = []
-        for numbered in number_images(request.messages):
-            path = os.path.join(scratch_dir, numbered.filename)
-            with open(path, "wb") as file:
-                file.write(numbered.image.data)
-            image_paths.append(path)
-        codex_model = request.codex_model or request.model
-        model = None if codex_model == "default" else codex_model
-        return RunOptions(
-            model=model,
-            reasoning_effort=request.reasoning_effort,
-            login_method=self.settings.codex_login_method,
-            scratch_dir=scratch_dir,
-            image_paths=tuple(image_paths),
-            config_overrides=CLIENT_TOOLS_OVERRIDES if request.tools else (),
-        )
-
-    def _deliverer(
-        self, run: Run, send: trio.MemorySendChannel[Output]
-    ) -> tuple[AnswerAssembler, Callable[[list[CodexEvent]], None]]:
-        """The answer policy for a run, and a function that hands its outputs to the client."""
-        request = run.request
-        assembler = AnswerAssembler(
+    def _assembler(self, request: ChatRequest) -> AnswerAssembler:
+        return AnswerAssembler(
             stream_mode=self.settings.stream_mode,
             tool_required=bool(request.offered_tools)
             and request.tool_choice in ("required", "function"),
             parallel_tool_calls=request.parallel_tool_calls,
         )
-
-        def deliver(events: list[CodexEvent]) -> None:
-            for event in events:
-                if isinstance(event, Notice):
-                    self._log_notice(run, event)
-                    continue
-                for output in assembler.feed(event):
-                    if isinstance(output, Finished):
-                        self._answer(run, send, output, "ok")
-                    elif isinstance(output, Failed):
-                        self._answer(run, send, output, "failed")
-                    else:
-                        with contextlib.suppress(trio.BrokenResourceError):
-                            send.send_nowait(output)
-
-        return assembler, deliver
-
-    async def _drive_app_server(
-        self,
-        run: Run,
-        child: Child,
-        send: trio.MemorySendChannel[Output],
-        *,
-        plan: TurnPlan,
-    ) -> None:
-        """Hold the JSON-RPC conversation for one turn; relay its deltas as they come."""
-        session = AppServerSession(plan)
-        assembler, deliver = self._deliverer(run, send)
-
-        async def write(messages: list[dict[str, Any]]) -> None:
-            for message in messages:
-                await child.send(encode(message))
-
-        try:
-            await write(session.start())
-            while not assembler.ended and (line := await child.read_line()) is not None:
-                outgoing, events = session.feed(line)
-                await write(outgoing)
-                deliver(events)
-            if not assembler.ended:
-                deliver(session.finish(await child.wait_exit(), child.stderr_tail()))
-        finally:
-            # However the turn ends (answered, failed, client gone, deadline, shutdown), ask
-            # Codex to stop it first; Codex then cancels its own work in order. Shielded and
-            # bounded: the signals in `spawn_child` follow regardless.
-            with trio.CancelScope(shield=True), \
-                    trio.move_on_after(min(1.0, self.settings.kill_grace_s)):
-                if interrupt := session.interrupt():
-                    await write(interrupt)
-                    while not session.finished and (line := await child.read_line()) is not None:
-                        session.feed(line)
-            # The app-server serves until its stdin closes: closing it lets Codex exit by
-            # itself, before the stop in `spawn_child` has to signal it.
-            with trio.CancelScope(shield=True):
-                await child.close_stdin()
-        if assembler.ended:
-            with trio.move_on_after(self.settings.kill_grace_s):
-                await child.wait_exit()
-
-    async def _drive_exec(
-        self,
-        run: Run,
-        child: Child,
-        send: trio.MemorySendChannel[Output],
-        *,
-        prompt: str,
-    ) -> None:
-        """Feed the prompt and translate stdout until the answer ends."""
-        await child.send(prompt.encode("utf-8"))
-        await child.close_stdin()
-        install = self.locator.install
-        json_events = install is None or install.capabilities.json_events
-        reader = ExecJsonReader() if json_events else PlainOutputReader()
-        assembler, deliver = self._deliverer(run, send)
-
-        while not assembler.ended and (line := await child.read_line()) is not None:
-            deliver(reader.feed(line))
-        if assembler.ended:
-            # Codex exits by itself right after the turn; give it the kill grace to do so
-            # before the stop in `spawn_child` signals it.
-            with trio.move_on_after(self.settings.kill_grace_s):
-                await child.wait_exit()
-            return
-        returncode = await child.wait_exit()
-        deliver(reader.finish(returncode, child.stderr_tail()))
 
     def _enter(self, run: Run) -> None:
         self.active.add(run)
@@ -493,3 +396,14 @@ class RunManager:
         self.active.discard(run)
         if not self.active:
             self._idle.set()
+
+
+def write_images(request: ChatRequest, directory: str) -> tuple[str, ...]:
+    """Write the request's inline images into the run's folder; their paths, in order."""
+    paths = []
+    for numbered in number_images(request.messages):
+        path = os.path.join(directory, numbered.filename)
+        with open(path, "wb") as file:
+            file.write(numbered.image.data)
+        paths.append(path)
+    return tuple(paths)

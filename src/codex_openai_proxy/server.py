@@ -105,7 +105,7 @@ async def serve_proxy(
     locator = CodexLocator(settings, env)
     catalog = ModelCatalog(settings.codex_model, settings.effort_models)
     await load_catalog(catalog, locator)
-    manager = RunManager(settings, locator, env)
+    manager = RunManager(settings, locator)
     app = create_app(settings, manager, locator, catalog)
     server = RunningServer([], manager, catalog, locator)
 

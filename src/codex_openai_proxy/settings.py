@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 StreamMode = Literal["incremental", "final"]
-Engine = Literal["exec", "app-server"]
+EngineName = Literal["exec", "app-server"]
 
 
 class SettingsError(ValueError):
@@ -169,7 +169,7 @@ class Settings:
     api_key: str = "codex-local-secret"
     codex_model: str = "gpt-5"
     stream_mode: StreamMode = "incremental"
-    engine: Engine = "app-server"
+    engine: EngineName = "app-server"
     codex_bin: str = "codex"
     request_timeout_s: float = 600.0
     kill_grace_s: float = 2.0
@@ -192,11 +192,6 @@ class Settings:
     @property
     def max_image_bytes(self) -> int:
         return int(self.max_image_mb * 1024 * 1024)
-
-    @property
-    def model_is_codex_default(self) -> bool:
-        """`CODEX_MODEL=default` passes no `-m`, so the user's own Codex config decides."""
-        return self.codex_model == "default"
 
 
 def _check_table_matches_dataclass() -> None:

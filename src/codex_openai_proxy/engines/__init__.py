@@ -1,0 +1,58 @@
+"""The engine boundary: the ways of running Codex for one request, behind one small protocol.
+
+`runs.py` owns what every run shares: a slot, the queue, the deadline, the child's process
+group and its lifetime. An engine owns what is particular to one way of running Codex: the
+command line, the conversation with the child (a sans-I/O protocol session from
+`exec_protocol.py` or `app_server_protocol.py`) and the loop that feeds the session what the
+child prints. The arrows run one way: runs -> engines -> protocol -> events; an engine never
+sees the run, only the child and an `EventSink` to hand the run's events to.
+
+    run = prepare_run(request, install, settings, workspace)   # argv and plan, no I/O
+    async with spawn_child(run.argv, ...) as child:             # runs.py
+        await run.drive(child, sink)                            # the engine's loop
+
+Engines:
+
+* `exec` (`engines/exec.py`): `codex exec --json`, the prompt as a transcript on stdin; each
+  agent message arrives whole.
+* `app-server` (`engines/app_server.py`): `codex app-server`, one JSON-RPC turn over stdio;
+  text arrives token by token, and client tools are Codex dynamic tools. The default, and the
+  only engine that takes tools.
+"""
+
+from __future__ import annotations
+
+from .. import errors
+from ..chat_request import ChatRequest
+from ..codex_cli import CodexCapabilities
+from ..codex_probe import CodexInstall
+from ..settings import EngineName, Settings
+from .app_server import AppServerRun
+from .base import EngineRun, EventSink, Workspace
+from .exec import ExecRun
+
+__all__ = ["EngineRun", "EventSink", "Workspace", "choose_engine", "prepare_run"]
+
+
+def choose_engine(settings: Settings, capabilities: CodexCapabilities,
+                  request: ChatRequest | None = None) -> EngineName:
+    """The configured engine, or exec where this Codex build has no app-server.
+
+    Requests with tools always run on app-server: only it takes client-defined tools.
+    Raises a 400 for tools on a build without app-server.
+    """
+    if request is not None and request.tools:
+        if not capabilities.app_server:
+            raise errors.tools_unsupported(capabilities.version)
+        return "app-server"
+    if settings.engine == "app-server" and not capabilities.app_server:
+        return "exec"
+    return settings.engine
+
+
+def prepare_run(request: ChatRequest, install: CodexInstall, settings: Settings,
+                workspace: Workspace) -> EngineRun:
+    """The run of `request` on the engine that suits it, with the install captured now."""
+    if choose_engine(settings, install.capabilities, request) == "exec":
+        return ExecRun(request, install, settings, workspace)
+    return AppServerRun(request, install, settings, workspace)
