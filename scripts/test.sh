@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh machine, then run the whole suite.
 #
-#   bash scripts/test.sh            # lint + every test
+#   bash scripts/test.sh            # lint + every test, the opt-in tiers (stress, install) too
 #   bash scripts/test.sh -k stream  # extra arguments go to pytest
 #
 # Creates .venv (the package in editable mode with its test extra) and installs the pinned
@@ -65,4 +65,6 @@ say "ruff"
 .venv/bin/ruff check src tests scripts
 
 say "pytest"
-exec .venv/bin/python -m pytest "$@"
+# `-m ""` lifts the default selection (pyproject.toml), which leaves out the slow tiers; a
+# `-m` among the extra arguments comes later and wins.
+exec .venv/bin/python -m pytest -m "" "$@"

@@ -43,6 +43,7 @@ def process_state(pid: int) -> str | None:
 
 
 def children_of(parent: int) -> list[int]:
+    """The pids whose parent is `parent` (running or zombie), from /proc."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -122,11 +123,16 @@ def fake_codex(tmp_path: Path) -> FakeCodex:
 
 # -- the proxy ---------------------------------------------------------------------------------
 
-# The fake Codex simulates `codex exec`; the app-server engine is tested with the real Codex.
 TEST_SETTINGS = Settings(
     host="127.0.0.1", port=0, api_key=API_KEY, kill_grace_s=0.5, queue_timeout_s=5,
     request_timeout_s=30, engine="exec",
 )
+
+
+@pytest.fixture
+def engine() -> str:
+    """The engine `start_proxy` runs; suites that must hold on both parametrize this."""
+    return "exec"
 
 
 @dataclass
@@ -144,15 +150,17 @@ class Proxy:
 
 
 class ProxyStarter:
-    def __init__(self, nursery: trio.Nursery, fake_codex: FakeCodex) -> None:
+    def __init__(self, nursery: trio.Nursery, fake_codex: FakeCodex, engine: str) -> None:
         self._nursery = nursery
         self._fake_codex = fake_codex
+        self._engine = engine
 
     async def __call__(self, scenario: str = "normal", *, env: dict[str, str] | None = None,
                        **settings: Any) -> Proxy:
         """Start a proxy whose Codex runs `scenario`; `settings` override TEST_SETTINGS."""
         full_env = {**self._fake_codex.env, "FAKE_CODEX_SCENARIO": scenario, **(env or {})}
         settings.setdefault("codex_bin", "codex")
+        settings.setdefault("engine", self._engine)
         server = await self._nursery.start(partial(
             serve_proxy, replace(TEST_SETTINGS, **settings), env=full_env, handle_signals=False,
         ))
@@ -161,8 +169,9 @@ class ProxyStarter:
 
 
 @pytest.fixture
-async def start_proxy(nursery: trio.Nursery, fake_codex: FakeCodex) -> AsyncIterator[ProxyStarter]:
-    yield ProxyStarter(nursery, fake_codex)
+async def start_proxy(nursery: trio.Nursery, fake_codex: FakeCodex,
+                      engine: str) -> AsyncIterator[ProxyStarter]:
+    yield ProxyStarter(nursery, fake_codex, engine)
     # pytest-trio cancels the nursery (and with it every server) when the test ends.
 
 
@@ -303,14 +312,6 @@ def start_real_proxy(nursery: trio.Nursery, real_codex_bin: str, mock_upstream: 
         return Proxy(server, httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=60))
 
     return start
-
-
-def process_children(pid: int) -> list[int]:
-    """Direct children of `pid` (all its threads'), from /proc."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
-    return found
 
 
 async def listening_url(server: trio.Process) -> str:

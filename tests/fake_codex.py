@@ -110,6 +110,29 @@ def parse_exec(args: list[str]) -> tuple[dict[str, list[str]], list[str]]:
     return options, positional
 
 
+def parse_app_server(args: list[str]) -> list[str]:
+    """`codex app-server`'s options (0.169.0): `-c key=value`, `--enable`/`--disable FEATURE`;
+    anything else is clap's "unexpected argument". The `-c` values, for the record."""
+    configs: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg in ("-c", "--config", "--enable", "--disable"):
+            if index + 1 >= len(args):
+                sys.stderr.write(f"error: a value is required for '{arg}' but none was supplied\n")
+                sys.exit(2)
+            configs.append(f"{arg} {args[index + 1]}")
+            index += 2
+        elif arg in ("--stdio", "--strict-config"):
+            index += 1
+        else:
+            sys.stderr.write(f"error: unexpected argument '{arg}' found\n\n"
+                             "Usage: codex app-server [OPTIONS] [COMMAND]\n\n"
+                             "For more information, try '--help'.\n")
+            sys.exit(2)
+    return configs
+
+
 def emit(event: dict) -> None:
     sys.stdout.write(json.dumps(event) + "\n")
     sys.stdout.flush()
@@ -142,11 +165,14 @@ def main() -> None:
         sys.stdout.write(Path(catalog).read_text())
         return
     if args[:1] == ["app-server"]:
-        if "--help" in args:
-            print("[experimental] Run the app server")
+        if "--help" in args or "-h" in args:
+            print("[experimental] Run the app server or related tooling")
             return
-        sys.stderr.write("fake_codex: app-server is not simulated\n")
-        sys.exit(2)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from fake_app_server import serve  # beside this file (resolved: it may be linked)
+
+        serve(parse_app_server(args[1:]))
+        return
     if args[:1] != ["exec"]:
         sys.stderr.write(f"fake_codex: only exec is simulated, got {args!r}\n")
         sys.exit(2)

@@ -13,8 +13,12 @@ import pytest
 from codex_openai_proxy import __version__
 from codex_openai_proxy.app_server_protocol import (
     METHOD_NOT_FOUND,
+    TRANSITIONS,
     AppServerSession,
     DynamicTool,
+    Phase,
+    ProtocolMisuse,
+    Step,
     TurnPlan,
     encode,
 )
@@ -1098,3 +1102,81 @@ def test_a_turn_that_is_not_an_object_still_ends_the_turn():
     _, events = session.feed('{"method":"turn/completed","params":{"turn":"x"}}')
     assert session.finished
     assert len(events) == 1 and "status" in events[0].message
+
+
+# -- phases ------------------------------------------------------------------------------------
+
+
+def test_the_phases_of_a_turn_that_completes() -> None:
+    session = AppServerSession(plan())
+    assert (session.phase, session.awaiting) == (Phase.IDLE, None)
+    session.start()
+    assert (session.phase, session.awaiting) == (Phase.INITIALIZING, "initialize")
+    session.feed(response(1, {}))
+    assert (session.phase, session.awaiting) == (Phase.OPENING_THREAD, "thread/start")
+    session.feed(response(2, thread_result()))
+    assert (session.phase, session.awaiting) == (Phase.STARTING_TURN, "turn/start")
+    session.feed(response(3, turn_result()))
+    assert (session.phase, session.awaiting) == (Phase.TURN_RUNNING, None)
+    session.feed(turn_completed("completed"))
+    assert (session.phase, session.awaiting, session.finished) == (Phase.ENDED, None, True)
+
+
+def test_the_phases_of_an_interrupted_turn() -> None:
+    session = running()
+    session.interrupt()
+    assert (session.phase, session.awaiting) == (Phase.INTERRUPTING, "turn/interrupt")
+    assert session.interrupt() == []  # asked once
+    session.feed(response(4, {}))
+    assert session.phase is Phase.INTERRUPTING  # until the turn says it has ended
+    session.feed(turn_completed("interrupted"))
+    assert session.phase is Phase.ENDED
+
+
+def test_every_phase_but_the_end_can_fail_and_the_end_is_final() -> None:
+    for phase in Phase:
+        assert ((phase, Step.FAILED) in TRANSITIONS) is (phase is not Phase.ENDED)
+    assert not any(phase is Phase.ENDED for phase, _ in TRANSITIONS)
+
+
+def test_starting_twice_is_a_misuse() -> None:
+    session = AppServerSession(plan())
+    session.start()
+    with pytest.raises(ProtocolMisuse, match="start"):
+        session.start()
+
+
+def test_a_result_in_the_wrong_phase_moves_nothing() -> None:
+    session = AppServerSession(plan())
+    session.start()
+    # A thread/start result before thread/start was asked (a confused child): ignored.
+    outgoing, events = session.feed(response(2, thread_result()))
+    assert (outgoing, events, session.phase) == ([], [], Phase.INITIALIZING)
+
+
+@pytest.mark.parametrize(("answers", "awaited"), [
+    (0, "initialize"), (1, "thread/start"), (2, "turn/start")])
+def test_giving_up_on_an_unanswered_step_fails_naming_it(answers: int, awaited: str) -> None:
+    session = AppServerSession(plan())
+    session.start()
+    for reply in [response(1, {}), response(2, thread_result())][:answers]:
+        session.feed(reply)
+    [failed] = session.give_up(30)
+    assert isinstance(failed, TurnFailed)
+    assert failed.message == f"Codex app-server did not answer {awaited} within 30 s."
+    assert session.finished
+    assert session.give_up(30) == []
+
+
+def test_nothing_to_give_up_on_while_the_turn_runs() -> None:
+    session = running()
+    assert session.awaiting is None
+    assert session.give_up(30) == []
+    assert not session.finished
+
+
+def test_garbage_explains_an_exit_without_a_turn() -> None:
+    session = running()
+    feed_all(session, ["this is not json\n"])
+    [failed] = session.finish(0, "")
+    assert "not JSON" in failed.message and "this is not json" in failed.message

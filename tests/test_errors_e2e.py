@@ -8,6 +8,11 @@ import pytest
 from conftest import chat_body, open_stream
 
 
+@pytest.fixture(params=["exec", "app-server"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every test here holds on both engines (the fake Codex plays both)."""
+    return request.param
+
 def assert_error(response, status, code=None, param=None):
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
@@ -154,3 +159,4 @@ async def test_a_big_unread_body_does_not_stall_the_connection(proxy):
                                        headers={"Authorization": "Bearer wrong"})
     assert_error(response, 401, code="invalid_api_key")
     await assert_still_serving(proxy)
+

@@ -30,6 +30,8 @@ from codex_openai_proxy.settings import OPTIONS, Settings
 
 from conftest import REPO, TESTS, listening_url, wait_dead
 
+pytestmark = pytest.mark.install
+
 INSTALL = REPO / "scripts" / "install.sh"
 SMOKE = REPO / "scripts" / "smoke.sh"
 UNIT = REPO / "systemd" / "codex-openai-proxy.service"

@@ -14,6 +14,7 @@ import sys
 from functools import partial
 
 import httpx
+import pytest
 import trio
 
 from conftest import (
@@ -27,6 +28,11 @@ from conftest import (
     wait_dead,
 )
 
+
+@pytest.fixture(params=["exec", "app-server"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every test here holds on both engines (the fake Codex plays both)."""
+    return request.param
 
 async def _leader_pid(proxy) -> int:
     [run] = proxy.manager.active

@@ -11,10 +11,10 @@ import pytest
 
 from conftest import (
     chat_body,
+    children_of,
     choices,
     delta,
     open_stream,
-    process_children,
     process_state,
     wait_dead,
 )
@@ -101,7 +101,7 @@ async def test_disconnect_while_upstream_hangs_kills_every_codex_process(start_r
         await mock_upstream.wait_for_request()  # Codex is now waiting on the upstream
         [run] = proxy.manager.active
         wrapper = run.pid
-        native = process_children(wrapper)
+        native = children_of(wrapper)
         assert native, "the npm wrapper runs the native binary as its child"
         assert all(process_state(pid) for pid in [wrapper, *native])
     for pid in [wrapper, *native]:

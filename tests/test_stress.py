@@ -25,7 +25,7 @@ import httpx
 import pytest
 import trio
 
-from conftest import AUTH, chat_body, listening_url, process_state, wait_dead
+from conftest import AUTH, chat_body, children_of, listening_url, process_state, wait_dead
 
 pytestmark = pytest.mark.stress
 
@@ -64,19 +64,6 @@ def proc_rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 async def one_request(client: httpx.AsyncClient, number: int, action: str, scenario: str,

@@ -37,6 +37,7 @@ to us when it has a `method`, and a response to us only when it has none.
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -85,22 +86,94 @@ class TurnPlan:
     tools: Sequence[DynamicTool] = ()
 
 
+class Phase(enum.Enum):
+    """Where the conversation with the app-server stands (h11-style: explicit, and changed
+    only through `TRANSITIONS`)."""
+
+    IDLE = "idle"  # nothing sent yet
+    INITIALIZING = "initializing"  # `initialize` sent, its result awaited
+    OPENING_THREAD = "opening the thread"  # `thread/start` sent, its result awaited
+    STARTING_TURN = "starting the turn"  # `turn/start` sent, the turn's id awaited
+    TURN_RUNNING = "turn running"  # the turn streams its items
+    INTERRUPTING = "interrupting"  # `turn/interrupt` sent, the turn's end awaited
+    ENDED = "ended"  # the turn completed or failed, or the conversation failed
+
+
+class Step(enum.Enum):
+    """What moves the conversation on."""
+
+    START = "start"
+    INITIALIZED = "initialized"
+    THREAD_OPENED = "thread opened"
+    TURN_STARTED = "turn started"
+    INTERRUPT = "interrupt"
+    TURN_ENDED = "turn ended"
+    FAILED = "failed"
+
+
+TRANSITIONS: dict[tuple[Phase, Step], Phase] = {
+    (Phase.IDLE, Step.START): Phase.INITIALIZING,
+    (Phase.INITIALIZING, Step.INITIALIZED): Phase.OPENING_THREAD,
+    (Phase.OPENING_THREAD, Step.THREAD_OPENED): Phase.STARTING_TURN,
+    (Phase.STARTING_TURN, Step.TURN_STARTED): Phase.TURN_RUNNING,
+    (Phase.TURN_RUNNING, Step.INTERRUPT): Phase.INTERRUPTING,
+    (Phase.STARTING_TURN, Step.TURN_ENDED): Phase.ENDED,
+    (Phase.TURN_RUNNING, Step.TURN_ENDED): Phase.ENDED,
+    (Phase.INTERRUPTING, Step.TURN_ENDED): Phase.ENDED,
+    # Anything can fail (a refused request, a child that exits), except what has ended.
+    **{(phase, Step.FAILED): Phase.ENDED for phase in Phase if phase is not Phase.ENDED},
+}
+
+#: The phases in which the session waits for Codex to answer one of its requests, with the
+#: request: the driver bounds each such wait (a child that stops answering is a failure).
+AWAITED_REQUEST: dict[Phase, str] = {
+    Phase.INITIALIZING: "initialize",
+    Phase.OPENING_THREAD: "thread/start",
+    Phase.STARTING_TURN: "turn/start",
+    Phase.INTERRUPTING: "turn/interrupt",
+}
+
+
+class ProtocolMisuse(RuntimeError):
+    """The session was asked to do something its phase does not allow: a bug in the caller."""
+
+
 @dataclass
 class AppServerSession:
     plan: TurnPlan
+    phase: Phase = Phase.IDLE
     thread_id: str | None = None
     turn_id: str | None = None
-    finished: bool = False
     _next_id: int = 1
     _pending: dict[int, str] = field(default_factory=dict)  # our request id -> method
     _usage: Usage | None = None
     _last_error: str | None = None
+    _first_garbage: str | None = None
     _calls_seen: set[str] = field(default_factory=set)
     _response_usage: Usage | None = None
+
+    @property
+    def finished(self) -> bool:
+        """The turn is over (completed, failed or interrupted): nothing more will come of it."""
+        return self.phase is Phase.ENDED
+
+    @property
+    def awaiting(self) -> str | None:
+        """The request whose answer the session waits for, if it waits for one."""
+        return AWAITED_REQUEST.get(self.phase)
+
+    def _advance(self, step: Step) -> None:
+        try:
+            self.phase = TRANSITIONS[self.phase, step]
+        except KeyError:
+            raise ProtocolMisuse(
+                f"{step.value!r} is not possible while {self.phase.value}") from None
 
     # -- what to send ---------------------------------------------------------------------------
 
     def start(self) -> list[dict[str, Any]]:
+        """IDLE only: the first message, `initialize`."""
+        self._advance(Step.START)
         return [self._request("initialize", {
             "clientInfo": {"name": "codex-openai-proxy", "title": "codex-openai-proxy",
                            "version": __version__},
@@ -109,9 +182,11 @@ class AppServerSession:
         })]
 
     def interrupt(self) -> list[dict[str, Any]]:
-        """Ask Codex to stop the turn (before any signal is sent), if one is running."""
-        if self.finished or self.thread_id is None or self.turn_id is None:
+        """Any phase: ask Codex to stop the turn (before any signal is sent). Only a running
+        turn can be interrupted; in any other phase there is nothing to send."""
+        if self.phase is not Phase.TURN_RUNNING:
             return []
+        self._advance(Step.INTERRUPT)
         return [self._request("turn/interrupt",
                               {"threadId": self.thread_id, "turnId": self.turn_id})]
 
@@ -158,26 +233,37 @@ class AppServerSession:
     # -- what arrives ---------------------------------------------------------------------------
 
     def feed(self, line: str) -> tuple[list[dict[str, Any]], list[CodexEvent]]:
-        """One stdout line in; messages to write and events out."""
+        """Any phase: one stdout line in; messages to write and events out.
+
+        What a line does depends on the phase: a result moves the handshake on only in the
+        phase that awaits it; items and deltas are relayed whatever the phase (Codex only
+        sends them for a turn); after the end, only notices come out."""
         if not line.strip():
             return [], []
         try:
             message = json.loads(line)
         except ValueError:
-            return [], [Notice("garbage", line.strip()[:300])]
+            return [], self._garbage(line)
         if not isinstance(message, dict):
-            return [], [Notice("garbage", line.strip()[:300])]
+            return [], self._garbage(line)
         params = message.get("params")
         request_id = message.get("id")
         if not isinstance(params, dict | None) or not isinstance(request_id, int | str | None):
-            return [], [Notice("garbage", line.strip()[:300])]
+            return [], self._garbage(line)
         if "method" in message:
             if request_id is not None:
                 return self._server_request(message)
             return [], self._notification(str(message["method"]), params or {})
         if request_id is not None:
             return self._response(message)
-        return [], [Notice("garbage", line.strip()[:300])]
+        return [], self._garbage(line)
+
+    def _garbage(self, line: str) -> list[CodexEvent]:
+        # Not a failure by itself (the answer may still come whole), but the first such line
+        # explains a run that then ends without its turn.
+        text = line.strip()[:300]
+        self._first_garbage = self._first_garbage or text
+        return [Notice("garbage", text)]
 
     def _response(self, message: dict[str, Any]) -> tuple[list[dict[str, Any]], list[CodexEvent]]:
         method = self._pending.pop(message["id"], None)
@@ -189,16 +275,25 @@ class AppServerSession:
             return [], self._fail(f"Codex app-server refused {method}: {detail}")
         result = message.get("result")
         result = result if isinstance(result, dict) else {}
-        if method == "initialize":
+        if method == "initialize" and self.phase is Phase.INITIALIZING:
+            self._advance(Step.INITIALIZED)
             return [{"method": "initialized"}, self._thread_start()], []
-        if method == "thread/start":
+        if method == "thread/start" and self.phase is Phase.OPENING_THREAD:
             self.thread_id = _get(result, "thread", "id")
             if not self.thread_id:
                 return [], self._fail("Codex app-server started no thread.")
+            self._advance(Step.THREAD_OPENED)
             return [self._turn_start()], []
         if method == "turn/start":
-            self.turn_id = self.turn_id or _get(result, "turn", "id")
+            self._turn_started(_get(result, "turn", "id"))
         return [], []
+
+    def _turn_started(self, turn_id: Any) -> None:
+        # The turn's id comes with `turn/started` or with `turn/start`'s result, whichever
+        # arrives first.
+        if self.phase is Phase.STARTING_TURN and isinstance(turn_id, str) and turn_id:
+            self.turn_id = turn_id
+            self._advance(Step.TURN_STARTED)
 
     def _server_request(
         self, message: dict[str, Any]
@@ -228,7 +323,7 @@ class AppServerSession:
 
     def _notification(self, method: str, params: dict[str, Any]) -> list[CodexEvent]:
         if method == "turn/started":
-            self.turn_id = self.turn_id or _get(params, "turn", "id")
+            self._turn_started(_get(params, "turn", "id"))
             return []
         if method == "item/agentMessage/delta":
             return [MessageDelta(str(params.get("itemId", "")), str(params.get("delta", "")))]
@@ -285,7 +380,10 @@ class AppServerSession:
     def _turn_completed(self, turn: dict[str, Any]) -> list[CodexEvent]:
         if self.finished:
             return []
-        self.finished = True
+        # A turn that ends in a phase that did not expect it (it never said it started) has
+        # ended all the same.
+        ending = Step.TURN_ENDED if (self.phase, Step.TURN_ENDED) in TRANSITIONS else Step.FAILED
+        self._advance(ending)
         status = turn.get("status")
         if status == "completed":
             return [TurnCompleted(self._usage)]
@@ -297,17 +395,27 @@ class AppServerSession:
     def _fail(self, message: str) -> list[CodexEvent]:
         if self.finished:
             return []
-        self.finished = True
+        self._advance(Step.FAILED)
         return [failure(message)]
 
     def finish(self, returncode: int | None, stderr_tail: str) -> list[CodexEvent]:
-        """The process ended (its stdout closed) before the turn did: a failure."""
+        """Any phase: the process ended (its stdout closed). Before the turn's end, that is a
+        failure, explained by Codex's last error or the tail of its stderr."""
         if self.finished:
             return []
-        self.finished = True
         detail = self._last_error or stderr_tail.strip()[-1000:]
-        head = f"Codex app-server exited with status {returncode} before the turn ended"
-        return [failure(f"{head}: {detail}" if detail else f"{head}.")]
+        if self._first_garbage is not None and not self._last_error:
+            detail = f"it printed output that is not JSON: {self._first_garbage!r}"
+        head = f"Codex app-server exited with status {returncode} without finishing the turn"
+        return self._fail(f"{head}: {detail}" if detail else f"{head}.")
+
+    def give_up(self, seconds: float) -> list[CodexEvent]:
+        """Any phase that awaits an answer: Codex did not give it within `seconds`. The
+        conversation has failed; the driver stops the child."""
+        awaited = self.awaiting
+        if awaited is None or self.finished:
+            return []
+        return self._fail(f"Codex app-server did not answer {awaited} within {seconds:g} s.")
 
 
 def encode(message: dict[str, Any]) -> bytes:

@@ -349,9 +349,9 @@ class RunManager:
                     with driving:
                         await engine_run.drive(child, sink)
                         if sink.answered:
-                            # Codex exits by itself once its turn is over (app-server once its
-                            # stdin is closed): give it the kill grace to do so before the
-                            # stop in `spawn_child` signals it.
+                            # Codex exits by itself once its work is over and the driver has
+                            # let go of it: give it the kill grace to do so before the stop
+                            # in `spawn_child` signals it.
                             with trio.move_on_after(settings.kill_grace_s):
                                 await child.wait_exit()
                 except LineTooLong as error:

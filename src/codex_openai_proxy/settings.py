@@ -134,6 +134,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("codex_bin", "CODEX_BIN", "codex", _nonempty, "the Codex CLI to run (name or path)"),
     Option("request_timeout_s", "PROXY_REQUEST_TIMEOUT_S", "600", _positive_seconds,
            "longest a Codex run may take, from its start"),
+    Option("reply_timeout_s", "PROXY_CODEX_REPLY_TIMEOUT_S", "30", _positive_seconds,
+           "longest Codex app-server may take to answer one step of its protocol (initialize, "
+           "thread/start, turn/start, turn/interrupt) before the run fails"),
     Option("kill_grace_s", "PROXY_KILL_GRACE_S", "2", _seconds_or_zero,
            "time between SIGINT and SIGKILL when a run is stopped"),
     Option("max_concurrent", "PROXY_MAX_CONCURRENT", "4", _positive_int,
@@ -172,6 +175,7 @@ class Settings:
     engine: EngineName = "app-server"
     codex_bin: str = "codex"
     request_timeout_s: float = 600.0
+    reply_timeout_s: float = 30.0
     kill_grace_s: float = 2.0
     max_concurrent: int = 4
     queue_timeout_s: float = 30.0

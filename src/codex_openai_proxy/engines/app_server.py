@@ -13,6 +13,7 @@ the process group regardless.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -93,6 +94,7 @@ class AppServerRun:
             install.path or settings.codex_bin, login_method=settings.codex_login_method,
             overrides=CLIENT_TOOLS_OVERRIDES if request.tools else ())
         self._interrupt_wait_s = min(INTERRUPT_WAIT_S, settings.kill_grace_s)
+        self._reply_timeout_s = settings.reply_timeout_s
 
     def describe_input(self) -> str:
         return "\n\n".join(filter(None, (self.plan.base_instructions,
@@ -108,10 +110,26 @@ class AppServerRun:
 
         try:
             await write(session.start())
-            while not sink.answered and (line := await child.read_line()) is not None:
-                outgoing, events = session.feed(line)
-                await write(outgoing)
-                await sink.deliver(events)
+            phase, reply_deadline = None, math.inf
+            while not sink.answered:
+                # Each step of the handshake gets its own deadline, from the moment it was
+                # asked: a child that stops answering (Codex stalls on some inputs) fails the
+                # run at once instead of holding its slot until the request's deadline.
+                if session.phase is not phase:
+                    phase = session.phase
+                    reply_deadline = (trio.current_time() + self._reply_timeout_s
+                                      if session.awaiting else math.inf)
+                with trio.move_on_at(reply_deadline):
+                    line = await child.read_line()
+                    if line is None:
+                        break
+                    outgoing, events = session.feed(line)
+                    await write(outgoing)
+                    await sink.deliver(events)
+                    continue
+                if not (failure := session.give_up(self._reply_timeout_s)):
+                    break
+                await sink.deliver(failure)
             if not sink.answered:
                 await sink.deliver(session.finish(await child.wait_exit(), child.stderr_tail()))
         finally:
