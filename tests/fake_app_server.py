@@ -1,20 +1,23 @@
 """`codex app-server` as tests/fake_codex.py plays it: JSON-RPC over stdio, codex-cli 0.169.0.
 
 The messages have the shapes the real 0.169.0 prints (captured against tests/mock_responses.py):
-the `initialize` result, `thread/start`'s `{thread: {id, ...}}`, `turn/started` before
+the `initialize` result, `thread/start`'s and `thread/resume`'s `{thread: {id, ...}}` (a resumed
+thread is read from its rollout file in CODEX_HOME, as the real one does: instructions, dynamic
+tools and history), `turn/started` before
 `turn/start`'s result, `item/started` / `item/reasoning/summaryTextDelta` /
 `item/agentMessage/delta` / `item/completed`, `thread/tokenUsage/updated` with camelCase counts,
-`error` with `willRetry`, `turn/completed` with the turn's status; with dynamic tools and
-`experimentalRawEvents`, `rawResponseItem/completed` (`function_call`), the unanswered
-`item/tool/call` request and `rawResponse/completed`; `turn/interrupt` answered `{}` and the turn
-completed as `interrupted`.
+`error` with `willRetry`, `turn/completed` with the turn's status; a call to a dynamic tool as
+the unanswered `item/tool/call` request, with the model's `function_call` item and the
+`token_usage_record` appended to the rollout file (a resumed thread says neither on stdout);
+`turn/interrupt` answered `{}` and the turn completed as `interrupted`.
 
 The scenario (FAKE_CODEX_SCENARIO, or `fake-scenario:NAME` in the turn's text) decides what the
 turn does; the names are those of `codex exec`'s scenarios, plus:
 
   tool_call          call the first dynamic tool with FAKE_CODEX_TOOL_ARGS (JSON, default {})
   stall_initialize   never answer `initialize`
-  stall_thread       never answer `thread/start` (what a too-deep tool schema does to 0.169.0)
+  stall_thread       never answer `thread/start` or `thread/resume` (what a too-deep tool
+                     schema does to 0.169.0)
   ignore_interrupt   hang, leave `turn/interrupt` unanswered and stay when stdin closes (a
                      signal must end it; ignore_signals stays the same way)
 
@@ -33,6 +36,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 USAGE = {"totalTokens": 150, "inputTokens": 120, "cachedInputTokens": 20,
@@ -57,6 +61,9 @@ class AppServer:
         self.thread_id = new_id()
         self.turn_id: str | None = None
         self.dynamic_tools: list[dict[str, Any]] = []
+        self.instructions: str | None = None
+        self.history: list[dict[str, Any]] = []
+        self.rollout: Path | None = None
         self.lock = threading.Lock()
         self.turn_over = threading.Event()
         self.scenario = os.environ.get("FAKE_CODEX_SCENARIO", "normal")
@@ -76,7 +83,9 @@ class AppServer:
             return
         record = {
             "argv": ["app-server", *self.configs], "stdin": self.prompt,
-            "requests": self.requests, "cwd": os.getcwd(),
+            "requests": self.requests, "instructions": self.instructions,
+            "history": self.history, "dynamic_tools": self.dynamic_tools,
+            "codex_home": os.environ.get("CODEX_HOME"), "cwd": os.getcwd(),
             "cwd_entries": sorted(os.listdir(".")),
             "has_proxy_api_key": "PROXY_API_KEY" in os.environ,
             "pgid": os.getpgid(0), "sid": os.getsid(0),
@@ -144,6 +153,8 @@ class AppServer:
                     "approvalPolicy": "never", "sandbox": {"type": "readOnly"},
                     "reasoningEffort": None}})
                 self.notify("thread/started", {"thread": thread})
+            elif method == "thread/resume":
+                self.resume(request_id, params)
             elif method == "turn/start":
                 self.start_turn(request_id, params)
             elif method == "turn/interrupt":
@@ -159,9 +170,47 @@ class AppServer:
             time.sleep(3600)
         sys.exit(0)
 
+    def resume(self, request_id: Any, params: dict[str, Any]) -> None:
+        if self.scenario == "stall_thread":
+            return
+        thread_id = str(params.get("threadId"))
+        home = Path(os.environ.get("CODEX_HOME", Path.home() / ".codex"))
+        found = sorted((home / "sessions").glob(f"*/*/*/rollout-*-{thread_id}.jsonl"))
+        if not found:
+            self.send({"id": request_id, "error": {
+                "code": -32600, "message": f"no rollout found for thread id {thread_id}"}})
+            return
+        self.rollout = found[0]
+        for raw in self.rollout.read_text().splitlines():
+            line = json.loads(raw)
+            if line["type"] == "session_meta":
+                meta = line["payload"]
+                self.instructions = (meta.get("base_instructions") or {}).get("text")
+                self.dynamic_tools = meta.get("dynamic_tools") or []
+            elif line["type"] == "response_item":
+                self.history.append(line["payload"])
+        self.thread_id = thread_id
+        thread = {"id": self.thread_id, "preview": "", "ephemeral": False,
+                  "modelProvider": "openai", "cwd": params.get("cwd")}
+        self.send({"id": request_id, "result": {
+            "thread": thread, "model": params.get("model") or "gpt-5.5",
+            "modelProvider": "openai", "cwd": params.get("cwd"), "approvalPolicy": "never",
+            "sandbox": {"type": "readOnly"}, "reasoningEffort": None}})
+
+    def append_to_rollout(self, kind: str, payload: dict[str, Any]) -> None:
+        if self.rollout is not None:
+            with self.rollout.open("a") as file:
+                file.write(json.dumps({"timestamp": "2026-11-25T00:00:00.000Z", "type": kind,
+                                       "payload": payload}) + "\n")
+
     def start_turn(self, request_id: Any, params: dict[str, Any]) -> None:
         texts = [part.get("text", "") for part in params.get("input") or []
                  if part.get("type") == "text"]
+        if not texts:  # a resumed thread's turn starts with no input: the last user
+            users = [item for item in self.history  # message is in the history
+                     if item.get("type") == "message" and item.get("role") == "user"]
+            texts = [part.get("text", "") for part in (users[-1]["content"] if users else [])
+                     if part.get("type") == "input_text"]
         self.prompt = "".join(texts)
         directive = re.search(r"fake-scenario:(\w+)", self.prompt)
         if directive:
@@ -298,14 +347,16 @@ class AppServer:
             return
         name = self.dynamic_tools[0]["name"]
         arguments = os.environ.get("FAKE_CODEX_TOOL_ARGS", "{}")
-        item = {"type": "function_call", "status": "completed", "id": "fc_1", "name": name,
-                "arguments": arguments, "call_id": "call_1"}
-        self.notify("rawResponseItem/completed", {**self.ids(), "item": item})
+        item = {"type": "function_call", "id": "fc_1", "name": name, "arguments": arguments,
+                "call_id": "call_1"}
+        self.append_to_rollout("response_item", item)
         self.send({"method": "item/tool/call", "id": 0, "params": {
             **self.ids(), "callId": "call_1", "namespace": None, "tool": name,
             "arguments": json.loads(arguments)}})
-        self.notify("rawResponse/completed", {**self.ids(), "responseId": "resp_1",
-                                              "usage": USAGE})
+        self.append_to_rollout("token_usage_record", {
+            "thread_id": self.thread_id, "turn_id": self.turn_id, "response_id": "resp_1",
+            "usage": {"input_tokens": 120, "cached_input_tokens": 20, "output_tokens": 30,
+                      "reasoning_output_tokens": 10, "total_tokens": 150}})
 
 
 def serve(configs: list[str]) -> None:

@@ -52,6 +52,7 @@ USAGE_BODY = {
     "total_tokens": 130,
     "prompt_tokens_details": {"cached_tokens": 60},
     "completion_tokens_details": {"reasoning_tokens": 12},
+    "cache_read_input_tokens": 60,
 }
 CALL = ToolCallRequested("call_1", "get_weather", '{"city":"Paris"}')
 
@@ -298,6 +299,7 @@ def test_usage_body_without_usage_is_zeros() -> None:
         "total_tokens": 0,
         "prompt_tokens_details": {"cached_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0},
+        "cache_read_input_tokens": 0,
     }
 
 

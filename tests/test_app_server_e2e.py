@@ -25,7 +25,7 @@ async def test_an_app_server_that_stops_answering_fails_fast_and_frees_its_slot(
     started = trio.current_time()
     response = await proxy.client.post("/v1/chat/completions", json=chat_body())
     error = assert_error(response, 502, code="codex_error")
-    awaited = "initialize" if scenario == "stall_initialize" else "thread/start"
+    awaited = "initialize" if scenario == "stall_initialize" else "thread/resume"
     assert f"did not answer {awaited} within 0.5 s" in error["message"]
     assert trio.current_time() - started < 5
     await proxy.manager.wait_idle()

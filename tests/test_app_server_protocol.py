@@ -113,25 +113,27 @@ def tool_call(request_id: int, arguments: Any, call_id: str = "call_1",
         **ids(), "callId": call_id, "namespace": None, "tool": tool, "arguments": arguments}})
 
 
-def raw_item(item: dict[str, Any] | None) -> str:
-    return notification("rawResponseItem/completed", {**ids(), "item": item})
-
-
 def function_call(call_id: str, name: str, arguments: Any) -> dict[str, Any]:
     """A `function_call` output item as the Responses API gives it: `arguments` is text."""
     return {"type": "function_call", "id": f"fc_{call_id}", "name": name,
             "arguments": arguments, "call_id": call_id}
 
 
-def raw_response_completed(usage: dict[str, Any] | None, response_id: str = "resp_1") -> str:
-    params: dict[str, Any] = {**ids(), "responseId": response_id}
-    if usage is not None:
-        params["usage"] = usage
-    return notification("rawResponse/completed", params)
+def rollout_item(item: Any) -> str:
+    """A `response_item` line Codex appends to the thread's rollout file."""
+    return json.dumps({"timestamp": "2026-11-25T16:05:21.218Z", "type": "response_item",
+                       "payload": item})
 
 
-RESPONSE_USAGE = {"totalTokens": 171, "inputTokens": 120, "cachedInputTokens": 64,
-                  "cacheWriteInputTokens": 9, "outputTokens": 51, "reasoningOutputTokens": 17}
+def rollout_usage(usage: dict[str, Any] | None, response_id: str = "resp_1") -> str:
+    """The `token_usage_record` line that follows a model response in the rollout file."""
+    return json.dumps({"timestamp": "2026-11-25T16:05:21.222Z", "type": "token_usage_record",
+                       "payload": {"thread_id": THREAD_ID, "turn_id": TURN_ID,
+                                   "response_id": response_id, "usage": usage}})
+
+
+RESPONSE_USAGE = {"input_tokens": 120, "cached_input_tokens": 64, "cache_write_input_tokens": 9,
+                  "output_tokens": 51, "reasoning_output_tokens": 17, "total_tokens": 171}
 #: RESPONSE_USAGE as the proxy counts it (total and cache writes are not counted).
 RESPONSE_USAGE_COUNTED = Usage(input_tokens=120, cached_input_tokens=64, output_tokens=51,
                                reasoning_output_tokens=17)
@@ -139,7 +141,7 @@ WEATHER = DynamicTool("get_weather", "The weather in a city.", {"type": "object"
 
 
 def plan(**fields: Any) -> TurnPlan:
-    return TurnPlan(**{"prompt": "Say hello.", "cwd": "/tmp/work", **fields})
+    return TurnPlan(**{"thread_id": THREAD_ID, "cwd": "/tmp/work", **fields})
 
 
 def handshake(session: AppServerSession) -> list[dict[str, Any]]:
@@ -149,7 +151,7 @@ def handshake(session: AppServerSession) -> list[dict[str, Any]]:
         if reply is None:
             method = written[-1]["method"]
             reply = response(written[-1]["id"],
-                             thread_result() if method == "thread/start" else turn_result())
+                             thread_result() if method == "thread/resume" else turn_result())
         outgoing, events = session.feed(reply)
         assert events == []
         written += outgoing
@@ -188,109 +190,50 @@ def test_start_sends_initialize_with_experimental_api() -> None:
     }]
 
 
-def test_initialize_response_sends_initialized_then_thread_start() -> None:
+def test_initialize_response_sends_initialized_then_thread_resume() -> None:
     session = AppServerSession(plan())
     (initialize,) = session.start()
     outgoing, events = session.feed(response(initialize["id"], {"userAgent": "codex/0.169.0"}))
     assert events == []
     assert outgoing == [
         {"method": "initialized"},
-        {"id": 2, "method": "thread/start", "params": {
-            "cwd": "/tmp/work", "sandbox": "read-only", "approvalPolicy": "never",
-            "ephemeral": True}},
+        # The conversation's own thread, from the rollout file written for it: its id is
+        # the prompt cache key upstream.
+        {"id": 2, "method": "thread/resume", "params": {
+            "threadId": THREAD_ID, "cwd": "/tmp/work", "sandbox": "read-only",
+            "approvalPolicy": "never", "excludeTurns": True}},
     ]
     assert "id" not in outgoing[0]
 
 
-def test_thread_start_carries_model_instructions_and_tools_when_given() -> None:
-    schema = {"type": "object", "properties": {"city": {"type": "string"}},
-              "required": ["city"]}
-    session = AppServerSession(plan(
-        model="gpt-5.4", base_instructions="You are a weather bot.",
-        developer_instructions="Answer in French.",
-        tools=[DynamicTool("get_weather", "The weather in a city.", schema),
-               DynamicTool("noop", "", {"type": "object"})]))
-    written = handshake(session)
-    thread_start = written[2]
-    assert thread_start["method"] == "thread/start"
-    assert thread_start["params"] == {
-        "cwd": "/tmp/work", "sandbox": "read-only", "approvalPolicy": "never",
-        "ephemeral": True, "model": "gpt-5.4", "baseInstructions": "You are a weather bot.",
-        "developerInstructions": "Answer in French.",
-        # Tools need the raw events: they say when the model's response ends.
-        "experimentalRawEvents": True,
-        "dynamicTools": [
-            {"type": "function", "name": "get_weather", "description": "The weather in a city.",
-             "inputSchema": schema},
-            {"type": "function", "name": "noop", "description": "",
-             "inputSchema": {"type": "object"}},
-        ],
-    }
+def test_thread_resume_carries_the_model_when_given() -> None:
+    written = handshake(AppServerSession(plan(model="gpt-5.5")))
+    assert written[2]["method"] == "thread/resume"
+    assert written[2]["params"]["model"] == "gpt-5.5"
 
 
-#: thread/start's optional params, each with the plan field that brings it.
-OPTIONAL_THREAD_PARAMS = {"model": "model", "baseInstructions": "base_instructions",
-                          "developerInstructions": "developer_instructions",
-                          "dynamicTools": "tools"}
-
-
-@pytest.mark.parametrize("absent", list(OPTIONAL_THREAD_PARAMS))
-def test_thread_start_leaves_out_what_was_not_given(absent: str) -> None:
-    given = {"model": "gpt-5.4", "base_instructions": "You are a bot.",
-             "developer_instructions": "Be brief.",
-             "tools": [DynamicTool("t", "d", {"type": "object"})]}
-    del given[OPTIONAL_THREAD_PARAMS[absent]]
-    written = handshake(AppServerSession(plan(**given)))
-    params = written[2]["params"]
-    assert absent not in params
-    assert set(OPTIONAL_THREAD_PARAMS) - {absent} <= params.keys()
-
-
-def test_thread_start_asks_for_raw_events_only_with_tools() -> None:
-    with_tools = handshake(AppServerSession(plan(tools=[WEATHER])))[2]["params"]
-    assert with_tools["experimentalRawEvents"] is True
-    without = handshake(AppServerSession(plan(
-        model="gpt-5.4", base_instructions="You are a bot.",
-        developer_instructions="Be brief.")))[2]["params"]
-    assert "experimentalRawEvents" not in without
-    assert "dynamicTools" not in without
-
-
-def test_thread_start_response_sends_turn_start() -> None:
+def test_thread_resume_response_sends_turn_start_with_no_input() -> None:
     session = AppServerSession(plan())
     written = handshake(session)
     assert session.thread_id == THREAD_ID
-    assert written[3] == {"id": 3, "method": "turn/start", "params": {
-        "threadId": THREAD_ID,
-        "input": [{"type": "text", "text": "Say hello.", "text_elements": []}],
-    }}
+    # The whole conversation is the thread's history: the turn adds nothing to it.
+    assert written[3] == {"id": 3, "method": "turn/start",
+                          "params": {"threadId": THREAD_ID, "input": []}}
 
 
-def test_turn_start_puts_images_before_text_and_carries_effort() -> None:
-    written = handshake(AppServerSession(plan(
-        prompt="What is in these?", effort="high",
-        image_paths=["/tmp/img/a.png", "/tmp/img/b.jpg"])))
-    params = written[3]["params"]
-    assert params == {
-        "threadId": THREAD_ID,
-        "input": [
-            {"type": "localImage", "path": "/tmp/img/a.png"},
-            {"type": "localImage", "path": "/tmp/img/b.jpg"},
-            {"type": "text", "text": "What is in these?", "text_elements": []},
-        ],
-        "effort": "high",
-    }
-
-
-def test_turn_start_without_effort_has_no_effort() -> None:
-    written = handshake(AppServerSession(plan()))
-    assert "effort" not in written[3]["params"]
+def test_turn_start_carries_effort_summary_and_output_schema_when_given() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"],
+              "additionalProperties": False}
+    written = handshake(AppServerSession(plan(effort="high", summary="auto",
+                                              output_schema=schema)))
+    assert written[3]["params"] == {"threadId": THREAD_ID, "input": [], "effort": "high",
+                                    "summary": "auto", "outputSchema": schema}
 
 
 def test_the_handshake_is_strictly_ordered() -> None:
     written = handshake(AppServerSession(plan()))
     assert [m["method"] for m in written] == [
-        "initialize", "initialized", "thread/start", "turn/start"]
+        "initialize", "initialized", "thread/resume", "turn/start"]
 
 
 def test_request_ids_are_unique_and_increasing() -> None:
@@ -299,7 +242,7 @@ def test_request_ids_are_unique_and_increasing() -> None:
     written += session.interrupt()
     request_ids = [m["id"] for m in written if "id" in m]
     assert [m["method"] for m in written if "id" in m] == [
-        "initialize", "thread/start", "turn/start", "turn/interrupt"]
+        "initialize", "thread/resume", "turn/start", "turn/interrupt"]
     assert len(set(request_ids)) == len(request_ids)
     assert request_ids == sorted(request_ids)
     assert all(isinstance(i, int) for i in request_ids)
@@ -486,17 +429,17 @@ def test_final_error_notification_is_an_error_notice_not_yet_the_end() -> None:
     assert not session.finished
 
 
-def test_error_response_to_thread_start_is_a_failure_naming_the_method() -> None:
+def test_error_response_to_thread_resume_is_a_failure_naming_the_method() -> None:
     session = AppServerSession(plan())
     session.start()
     outgoing, _ = session.feed(response(1, {}))
-    thread_start = outgoing[1]
-    outgoing, events = session.feed(line({"id": thread_start["id"], "error": {
+    thread_resume = outgoing[1]
+    outgoing, events = session.feed(line({"id": thread_resume["id"], "error": {
         "code": -32600, "message": "invalid cwd: /nope"}}))
     assert outgoing == []
     (event,) = events
     assert isinstance(event, TurnFailed)
-    assert "thread/start" in event.message
+    assert "thread/resume" in event.message
     assert "invalid cwd: /nope" in event.message
     assert session.finished
     assert session.finish(1, "") == []
@@ -536,69 +479,130 @@ def test_error_response_to_turn_interrupt_is_only_a_notice() -> None:
     assert not session.finished
 
 
-# -- the server's own requests -----------------------------------------------------------------
+# -- the server's own requests and the rollout file -----------------------------------------
 
 
-def test_unannounced_tool_call_is_handed_over_unanswered_and_ends_the_answer() -> None:
-    # No raw item announced call_1 (a model reaching the tools through Codex's `exec`).
+def test_a_tool_call_request_is_left_unanswered_and_starts_the_rollout_reading() -> None:
     session = running(tools=[WEATHER])
-    arguments = {"city": "Paris", "n": [1, {"x": "é"}]}
-    outgoing, events = session.feed(tool_call(0, arguments))
-    assert outgoing == []
-    assert events == [
-        ToolCallRequested(call_id="call_1", name="get_weather",
-                          arguments='{"city":"Paris","n":[1,{"x":"é"}]}'),
-        ResponseCompleted(None),  # no model response has ended yet: no usage to give
-    ]
-    assert json.loads(events[0].arguments) == arguments
+    assert not session.reading_rollout
+    assert session.feed(tool_call(0, {"city": "Paris"})) == ([], [])
+    assert session.reading_rollout
     assert not session.finished
 
 
 @pytest.mark.parametrize("arguments", [
-    {},
-    {"q": "naïve café ☕ 日本語 \U0001f600", "esc": "a\"b\\c\nd\te"},
-    {"deep": {"a": [[], {}, [None, True, False, 1.5, -3, 10**20]]}},
-    {"b": 1, "a": 2},
+    '{"city": "Paris"}',
+    '{\n  "city": "Paris",\n  "units": "metric"\n}',
+    '{"q": "naïve café ☕ 日本語 \\u00e9 \U0001f600", "esc": "a\\"b\\\\c\\nd"}',
+    '{"b": 1, "a": 2, "n": 1.50, "big": 100000000000000000000}',
+    "{}",
+    "",
 ])
-def test_tool_call_arguments_round_trip_exactly(arguments: dict[str, Any]) -> None:
-    session = running()
-    outgoing, (event, end) = session.feed(tool_call(7, arguments))
-    assert outgoing == []
-    assert end == ResponseCompleted(None)
-    assert isinstance(event, ToolCallRequested)
-    assert json.loads(event.arguments) == arguments
-    assert list(json.loads(event.arguments)) == list(arguments)  # key order kept
-    assert event.arguments == json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
-    assert "\n" not in event.arguments
+def test_a_call_in_the_rollout_is_a_tool_call_with_the_models_own_text(arguments: str) -> None:
+    session = running(tools=[WEATHER])
+    session.feed(tool_call(0, {"city": "Paris"}))
+    events = session.feed_rollout(rollout_item(function_call("call_1", "get_weather",
+                                                             arguments)))
+    assert events == [ToolCallRequested("call_1", "get_weather", arguments)]
+    assert events[0].arguments == arguments  # the exact text, not re-encoded
+    assert not session.finished
 
 
-def test_tool_call_without_arguments_gives_an_empty_object() -> None:
-    session = running()
-    raw = line({"method": "item/tool/call", "id": 0, "params": {
-        **ids(), "callId": "call_9", "namespace": None, "tool": "ping"}})
-    assert session.feed(raw) == ([], [ToolCallRequested("call_9", "ping", "{}"),
-                                      ResponseCompleted(None)])
+def test_the_usage_record_after_the_calls_ends_the_response_with_its_usage() -> None:
+    session = running(tools=[WEATHER, DynamicTool("noop", "", {"type": "object"})])
+    feed_all(session, [tool_call(0, {"c": 1}, call_id="call_b"),
+                       tool_call(1, {}, call_id="call_a", tool="noop")])
+    events: list[Any] = []
+    for record in [rollout_item(function_call("call_a", "noop", "{}")),
+                   rollout_item(function_call("call_b", "get_weather", '{"c": 1}')),
+                   rollout_usage(RESPONSE_USAGE)]:
+        events += session.feed_rollout(record)
+    # In the model's order (the rollout's), whatever order the requests came in.
+    assert events == [ToolCallRequested("call_a", "noop", "{}"),
+                      ToolCallRequested("call_b", "get_weather", '{"c": 1}'),
+                      ResponseCompleted(RESPONSE_USAGE_COUNTED)]
+    # The turn itself goes on (Codex waits for the tool results): the driver stops it.
+    assert not session.finished
+    (interrupt,) = session.interrupt()
+    assert interrupt["method"] == "turn/interrupt"
+
+
+@pytest.mark.parametrize("record", [
+    rollout_item({"type": "message", "id": "msg_1", "role": "assistant", "content": [
+        {"type": "output_text", "text": "Let me check.", "annotations": []}]}),
+    rollout_item({"type": "reasoning", "id": "rs_1", "summary": [
+        {"type": "summary_text", "text": "Hmm."}], "content": None}),
+    rollout_item(function_call("call_x", "exec_command", '{"cmd": "ls"}')),  # Codex's own
+    rollout_item(function_call("call_x", "get_weather_v2", '{"city": "Paris"}')),
+    rollout_item(function_call("call_x", "GET_WEATHER", '{"city": "Paris"}')),
+    rollout_item({"type": "function_call_output", "call_id": "call_x", "output": "sunny"}),
+    rollout_item(None),
+    json.dumps({"timestamp": "x", "type": "event_msg", "payload": {"type": "token_count"}}),
+    '{"timestamp": "x", "type": "response_item", "payl',  # still being written
+    "[1, 2]",
+    rollout_usage(RESPONSE_USAGE),  # no call handed over yet: not the end of anything
+])
+def test_other_rollout_lines_say_nothing(record: str) -> None:
+    session = running(tools=[WEATHER])
+    session.feed(tool_call(0, {"city": "Paris"}))
+    assert session.feed_rollout(record) == []
+    assert not session.finished
+
+
+def test_a_call_id_in_the_rollout_twice_is_handed_over_once() -> None:
+    session = running(tools=[WEATHER])
+    session.feed(tool_call(0, {"city": "Paris"}))
+    events: list[Any] = []
+    for record in [rollout_item(function_call("call_1", "get_weather", '{"city": "Paris"}')),
+                   rollout_item(function_call("call_1", "get_weather", '{"city": "Lyon"}'))]:
+        events += session.feed_rollout(record)
+    assert events == [ToolCallRequested("call_1", "get_weather", '{"city": "Paris"}')]
+
+
+def test_an_overdue_rollout_hands_over_the_calls_as_requested() -> None:
+    session = running(tools=[WEATHER])
+    arguments = {"city": "Paris", "n": [1, {"x": "é"}]}
+    feed_all(session, [tool_call(0, arguments), token_usage(TOTAL)])
+    events = session.rollout_overdue()
+    assert events == [
+        ToolCallRequested("call_1", "get_weather", '{"city":"Paris","n":[1,{"x":"é"}]}'),
+        ResponseCompleted(Usage(input_tokens=10, cached_input_tokens=2, output_tokens=5,
+                                reasoning_output_tokens=1)),
+    ]
+    assert json.loads(events[0].arguments) == arguments
+    assert ToolCallRequested not in map(type, session.rollout_overdue())  # each call once
+
+
+def test_an_overdue_rollout_without_arguments_gives_an_empty_object() -> None:
+    session = running(tools=[WEATHER])
+    session.feed(line({"method": "item/tool/call", "id": 0, "params": {
+        **ids(), "callId": "call_9", "namespace": None, "tool": "get_weather"}}))
+    assert session.rollout_overdue()[0] == ToolCallRequested("call_9", "get_weather", "{}")
+
+
+def test_nothing_is_overdue_without_a_tool_call() -> None:
+    session = running(tools=[WEATHER])
+    assert session.rollout_overdue() == []
+    assert not session.reading_rollout
 
 
 def test_server_request_colliding_with_a_pending_id_is_a_request() -> None:
-    session = AppServerSession(plan())
+    session = AppServerSession(plan(tools=[WEATHER]))
     session.start()
     session.feed(response(1, {}))
     session.feed(response(2, thread_result()))
     # turn/start (id 3) is pending; the server's own request 3 must not be taken for its answer.
     assert session.turn_id is None
-    outgoing, events = session.feed(tool_call(3, {"city": "Paris"}))
-    assert outgoing == []
-    assert events == [ToolCallRequested("call_1", "get_weather", '{"city":"Paris"}'),
-                      ResponseCompleted(None)]
+    assert session.feed(tool_call(3, {"city": "Paris"})) == ([], [])
     assert session.turn_id is None
+    assert session.reading_rollout
     assert not session.finished
     # The real answer to turn/start still lands.
     assert session.feed(response(3, turn_result())) == ([], [])
     assert session.turn_id == TURN_ID
 
 
-def test_colliding_server_request_does_not_take_the_thread_start_answer() -> None:
+def test_colliding_server_request_does_not_take_the_thread_resume_answer() -> None:
     session = AppServerSession(plan())
     session.start()
     outgoing, _ = session.feed(response(1, {}))
@@ -606,8 +610,7 @@ def test_colliding_server_request_does_not_take_the_thread_start_answer() -> Non
     outgoing, events = session.feed(line({"method": "item/tool/call", "id": pending,
                                           "params": {"callId": "c", "tool": "t",
                                                      "arguments": {}}}))
-    assert outgoing == []
-    assert [type(e) for e in events] == [ToolCallRequested, ResponseCompleted]
+    assert (outgoing, events) == ([], [])
     assert session.thread_id is None
     outgoing, events = session.feed(response(pending, thread_result()))
     assert [m["method"] for m in outgoing] == ["turn/start"]
@@ -645,140 +648,6 @@ def test_unknown_server_request_reply_keeps_its_id_even_when_colliding(
     # Our own pending turn/start (id 3) is untouched.
     session.feed(response(3, turn_result()))
     assert session.turn_id == TURN_ID
-
-
-# -- raw events (asked for with client tools) --------------------------------------------------
-
-
-@pytest.mark.parametrize("arguments", [
-    '{"city": "Paris"}',
-    '{\n  "city": "Paris",\n  "units": "metric"\n}',
-    '{"q": "naïve café ☕ 日本語 \\u00e9 \U0001f600", "esc": "a\\"b\\\\c\\nd"}',
-    '{"b": 1, "a": 2, "n": 1.50, "big": 100000000000000000000}',
-    "{}",
-    "",
-])
-def test_raw_function_call_to_a_plan_tool_is_a_tool_call_with_the_models_own_text(
-    arguments: str,
-) -> None:
-    session = running(tools=[WEATHER])
-    outgoing, events = session.feed(raw_item(function_call("call_1", "get_weather", arguments)))
-    assert outgoing == []
-    assert events == [ToolCallRequested("call_1", "get_weather", arguments)]
-    assert events[0].arguments == arguments  # the exact text, not re-encoded
-    assert not session.finished
-
-
-def test_raw_function_calls_keep_their_own_names_among_several_plan_tools() -> None:
-    session = running(tools=[WEATHER, DynamicTool("noop", "", {"type": "object"})])
-    events = feed_all(session, [raw_item(function_call("call_a", "noop", "{}")),
-                                raw_item(function_call("call_b", "get_weather", '{"c": 1}'))])
-    assert events == [ToolCallRequested("call_a", "noop", "{}"),
-                      ToolCallRequested("call_b", "get_weather", '{"c": 1}')]
-
-
-@pytest.mark.parametrize("item", [
-    {"type": "message", "id": "msg_1", "role": "assistant",
-     "content": [{"type": "output_text", "text": "Let me check.", "annotations": []}]},
-    {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Hmm."}],
-     "content": None, "encrypted_content": "gAAA"},
-    function_call("call_x", "exec_command", '{"cmd": "ls"}'),  # one of Codex's own tools
-    function_call("call_x", "shell", '{"command": ["ls"]}'),
-    function_call("call_x", "get_weather_v2", '{"city": "Paris"}'),
-    function_call("call_x", "GET_WEATHER", '{"city": "Paris"}'),
-    {"type": "custom_tool_call", "id": "ctc_1", "call_id": "call_x", "name": "get_weather",
-     "input": "Paris"},
-    {"type": "function_call_output", "call_id": "call_x", "output": "sunny"},
-    None,
-])
-def test_raw_items_other_than_calls_to_plan_tools_say_nothing(item: dict[str, Any] | None) -> None:
-    session = running(tools=[WEATHER])
-    assert session.feed(raw_item(item)) == ([], [])
-    assert not session.finished
-
-
-def test_raw_function_call_without_plan_tools_says_nothing() -> None:
-    session = running()
-    assert session.feed(raw_item(function_call("call_1", "get_weather", "{}"))) == ([], [])
-
-
-def test_a_repeated_raw_call_id_says_nothing_again() -> None:
-    session = running(tools=[WEATHER])
-    events = feed_all(session, [
-        raw_item(function_call("call_1", "get_weather", '{"city": "Paris"}')),
-        raw_item(function_call("call_1", "get_weather", '{"city": "Lyon"}')),
-        raw_item(function_call("call_2", "get_weather", '{"city": "Nice"}')),
-    ])
-    assert events == [ToolCallRequested("call_1", "get_weather", '{"city": "Paris"}'),
-                      ToolCallRequested("call_2", "get_weather", '{"city": "Nice"}')]
-
-
-def test_raw_response_completed_carries_its_usage() -> None:
-    session = running(tools=[WEATHER])
-    outgoing, events = session.feed(raw_response_completed(RESPONSE_USAGE))
-    assert outgoing == []
-    assert events == [ResponseCompleted(RESPONSE_USAGE_COUNTED)]
-    # The turn itself goes on (Codex waits for the tool results): the runner stops it.
-    assert not session.finished
-    (interrupt,) = session.interrupt()
-    assert interrupt["method"] == "turn/interrupt"
-
-
-def test_raw_response_completed_without_usage() -> None:
-    session = running(tools=[WEATHER])
-    assert session.feed(raw_response_completed(None)) == ([], [ResponseCompleted(None)])
-
-
-def test_tool_call_request_for_an_announced_call_says_nothing_and_gets_no_reply() -> None:
-    session = running(tools=[WEATHER])
-    feed_all(session, [raw_item(function_call("call_1", "get_weather", '{"city": "Paris"}'))])
-    assert session.feed(tool_call(0, {"city": "Paris"}, call_id="call_1")) == ([], [])
-    # ... also once the response has ended.
-    feed_all(session, [raw_item(function_call("call_2", "get_weather", '{"city": "Nice"}')),
-                       raw_response_completed(RESPONSE_USAGE)])
-    assert session.feed(tool_call(1, {"city": "Nice"}, call_id="call_2")) == ([], [])
-    assert not session.finished
-
-
-def test_a_raw_item_for_a_call_already_requested_says_nothing() -> None:
-    session = running(tools=[WEATHER])
-    _, events = session.feed(tool_call(0, {"city": "Paris"}, call_id="call_1"))
-    assert [type(e) for e in events] == [ToolCallRequested, ResponseCompleted]
-    assert session.feed(raw_item(function_call("call_1", "get_weather",
-                                               '{"city": "Paris"}'))) == ([], [])
-
-
-def test_unannounced_tool_call_ends_the_answer_with_the_last_responses_usage() -> None:
-    session = running(tools=[WEATHER])
-    later = {**RESPONSE_USAGE, "inputTokens": 300, "outputTokens": 7}
-    events = feed_all(session, [
-        raw_item(function_call("call_exec", "exec", "console.log(1)")),  # Codex's own tool
-        raw_response_completed(RESPONSE_USAGE, "resp_1"),
-        raw_response_completed(later, "resp_2"),
-    ])
-    assert events == [ResponseCompleted(RESPONSE_USAGE_COUNTED),
-                      ResponseCompleted(Usage(300, 64, 7, 17))]
-    outgoing, events = session.feed(tool_call(5, {"city": "Paris"}, call_id="call_js"))
-    assert outgoing == []
-    assert events == [ToolCallRequested("call_js", "get_weather", '{"city":"Paris"}'),
-                      ResponseCompleted(Usage(300, 64, 7, 17))]
-
-
-def test_unannounced_tool_call_among_announced_ones_is_still_handed_over() -> None:
-    session = running(tools=[WEATHER])
-    events = feed_all(session, [
-        raw_item(function_call("call_1", "get_weather", '{"city": "Paris"}')),
-        tool_call(0, {"city": "Paris"}, call_id="call_1"),
-        raw_response_completed(RESPONSE_USAGE),
-        tool_call(1, {"city": "Nice"}, call_id="call_2"),
-        tool_call(2, {"city": "Nice"}, call_id="call_2"),  # said once only
-    ])
-    assert events == [
-        ToolCallRequested("call_1", "get_weather", '{"city": "Paris"}'),
-        ResponseCompleted(RESPONSE_USAGE_COUNTED),
-        ToolCallRequested("call_2", "get_weather", '{"city":"Nice"}'),
-        ResponseCompleted(RESPONSE_USAGE_COUNTED),
-    ]
 
 
 # -- garbage -----------------------------------------------------------------------------------
@@ -930,7 +799,7 @@ def test_encode_is_one_compact_line() -> None:
 
 
 def test_encode_of_what_the_session_writes() -> None:
-    session = AppServerSession(plan(prompt="héllo\nworld"))
+    session = AppServerSession(plan(thread_id="héllo\nworld", output_schema={"é": "\n"}))
     for message in handshake(session):
         data = encode(message)
         assert data.count(b"\n") == 1
@@ -959,7 +828,6 @@ def test_a_realistic_transcript() -> None:
     serve(response(1, {"userAgent": "codex-openai-proxy/0.169.0", "codexHome": "/tmp/h",
                        "platformFamily": "unix", "platformOs": "linux"}))
     serve(notification("remoteControl/status/changed", {"status": "disabled"}))
-    serve(notification("thread/started", {"thread": {"id": THREAD_ID}}))
     serve(response(2, thread_result()))
     serve(notification("thread/settings/updated", {"threadId": THREAD_ID}))
     serve(notification("thread/status/changed", {"threadId": THREAD_ID,
@@ -988,14 +856,12 @@ def test_a_realistic_transcript() -> None:
                                                   "status": {"type": "idle"}}))
 
     assert [(m.get("id"), m["method"]) for m in written] == [
-        (1, "initialize"), (None, "initialized"), (2, "thread/start"), (3, "turn/start")]
+        (1, "initialize"), (None, "initialized"), (2, "thread/resume"), (3, "turn/start")]
     assert written[2]["params"]["model"] == "gpt-5.4"
-    assert written[2]["params"]["experimentalRawEvents"] is True
     assert written[3]["params"]["effort"] == "low"
     assert events == [
         Notice("warning", "unknown config key"),
         Notice("remoteControl/status/changed", ""),
-        Notice("thread/started", ""),
         Notice("thread/settings/updated", ""),
         Notice("thread/status/changed", ""),
         Notice("account/rateLimits/updated", ""),
@@ -1033,52 +899,32 @@ def test_a_realistic_failing_transcript() -> None:
 
 
 def test_a_realistic_tool_call_transcript() -> None:
-    # The order codex-cli 0.169.0 really uses: the second call's raw item and the end of the
-    # response come before its item/tool/call request.
+    # What codex-cli 0.169.0 does on a resumed thread: the calls come as requests (in any
+    # order, with the arguments parsed), the rollout file has the model's items, then the end
+    # of the response. The requests are left unanswered.
     session = running(tools=[WEATHER])
-    events = []
-    for raw in [
-        raw_item(function_call("call_1", "get_weather", '{"city": "Paris"}')),
-        tool_call(0, {"city": "Paris"}, call_id="call_1"),
-        raw_item(function_call("call_2", "get_weather", '{"city": "Tokyo", "units": "C"}')),
-        raw_response_completed(RESPONSE_USAGE),
-        tool_call(1, {"city": "Tokyo", "units": "C"}, call_id="call_2"),
+    feed_all(session, [
+        notification("item/started", {**ids(), "item": {"type": "dynamicToolCall",
+                                                         "id": "call_2"}}),
+        tool_call(0, {"city": "Tokyo", "units": "C"}, call_id="call_2"),
+        tool_call(1, {"city": "Paris"}, call_id="call_1"),
+    ])
+    events: list[Any] = []
+    for record in [
+        json.dumps({"timestamp": "x", "type": "turn_context", "payload": {"cwd": "/tmp"}}),
+        rollout_item(function_call("call_1", "get_weather", '{"city": "Paris"}')),
+        rollout_item(function_call("call_2", "get_weather", '{"city": "Tokyo", "units": "C"}')),
+        rollout_usage(RESPONSE_USAGE),
+        json.dumps({"timestamp": "x", "type": "event_msg", "payload": {"type": "token_count"}}),
     ]:
-        outgoing, new = session.feed(raw)
-        assert outgoing == []  # the requests are left unanswered
-        events += new
+        events += session.feed_rollout(record)
     assert events == [
         ToolCallRequested("call_1", "get_weather", '{"city": "Paris"}'),
         ToolCallRequested("call_2", "get_weather", '{"city": "Tokyo", "units": "C"}'),
         ResponseCompleted(RESPONSE_USAGE_COUNTED),
     ]
     assert not session.finished
-    # The runner stops the turn once the calls are handed over.
-    (interrupt,) = session.interrupt()
-    assert interrupt["method"] == "turn/interrupt"
-
-
-def test_a_tool_call_made_through_codexs_exec_tool() -> None:
-    # The model's response calls Codex's own `exec`, and ends; its JavaScript then calls the
-    # client's tool, which no raw item announced, so that request ends the answer.
-    session = running(tools=[WEATHER])
-    events = []
-    for raw in [
-        raw_item(function_call("call_exec", "exec", 'await tools.get_weather({city: "Paris"})')),
-        raw_response_completed(RESPONSE_USAGE),
-        notification("item/started", {**ids(), "item": {"type": "dynamicToolCall",
-                                                         "id": "call_js"}}),
-        tool_call(0, {"city": "Paris", "n": [1, {"x": "é"}]}, call_id="call_js"),
-    ]:
-        outgoing, new = session.feed(raw)
-        assert outgoing == []
-        events += new
-    assert events == [
-        ResponseCompleted(RESPONSE_USAGE_COUNTED),
-        Notice("item/started", ""),
-        ToolCallRequested("call_js", "get_weather", '{"city":"Paris","n":[1,{"x":"é"}]}'),
-        ResponseCompleted(RESPONSE_USAGE_COUNTED),
-    ]
+    # The driver stops the turn once the calls are handed over.
     (interrupt,) = session.interrupt()
     assert interrupt["method"] == "turn/interrupt"
 
@@ -1089,7 +935,7 @@ def test_a_tool_call_made_through_codexs_exec_tool() -> None:
     '{"id":[1],"result":{}}',
 ])
 def test_json_of_the_wrong_shape_is_garbage_not_a_crash(line):
-    session = AppServerSession(TurnPlan(prompt="hi", cwd="/tmp"))
+    session = AppServerSession(TurnPlan(thread_id=THREAD_ID, cwd="/tmp"))
     session.start()
     outgoing, events = session.feed(line)
     assert outgoing == []
@@ -1098,7 +944,7 @@ def test_json_of_the_wrong_shape_is_garbage_not_a_crash(line):
 
 
 def test_a_turn_that_is_not_an_object_still_ends_the_turn():
-    session = AppServerSession(TurnPlan(prompt="hi", cwd="/tmp"))
+    session = AppServerSession(TurnPlan(thread_id=THREAD_ID, cwd="/tmp"))
     _, events = session.feed('{"method":"turn/completed","params":{"turn":"x"}}')
     assert session.finished
     assert len(events) == 1 and "status" in events[0].message
@@ -1113,7 +959,7 @@ def test_the_phases_of_a_turn_that_completes() -> None:
     session.start()
     assert (session.phase, session.awaiting) == (Phase.INITIALIZING, "initialize")
     session.feed(response(1, {}))
-    assert (session.phase, session.awaiting) == (Phase.OPENING_THREAD, "thread/start")
+    assert (session.phase, session.awaiting) == (Phase.OPENING_THREAD, "thread/resume")
     session.feed(response(2, thread_result()))
     assert (session.phase, session.awaiting) == (Phase.STARTING_TURN, "turn/start")
     session.feed(response(3, turn_result()))
@@ -1149,13 +995,13 @@ def test_starting_twice_is_a_misuse() -> None:
 def test_a_result_in_the_wrong_phase_moves_nothing() -> None:
     session = AppServerSession(plan())
     session.start()
-    # A thread/start result before thread/start was asked (a confused child): ignored.
+    # A thread/resume result before thread/resume was asked (a confused child): ignored.
     outgoing, events = session.feed(response(2, thread_result()))
     assert (outgoing, events, session.phase) == ([], [], Phase.INITIALIZING)
 
 
 @pytest.mark.parametrize(("answers", "awaited"), [
-    (0, "initialize"), (1, "thread/start"), (2, "turn/start")])
+    (0, "initialize"), (1, "thread/resume"), (2, "turn/start")])
 def test_giving_up_on_an_unanswered_step_fails_naming_it(answers: int, awaited: str) -> None:
     session = AppServerSession(plan())
     session.start()

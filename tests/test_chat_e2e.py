@@ -33,6 +33,8 @@ async def test_stream_has_openai_shape_in_order(proxy):
         "prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150,
         "prompt_tokens_details": {"cached_tokens": 20},
         "completion_tokens_details": {"reasoning_tokens": 10},
+        # The cached tokens again, under the only name Roo Code's handler reads.
+        "cache_read_input_tokens": 20,
     }
     # Roo Code's parser wants bare `data:` lines: no `event:` lines, ever.
     assert not [line for line in s.raw_lines if line.startswith("event:")]

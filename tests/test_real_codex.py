@@ -43,6 +43,7 @@ async def test_stream_with_usage(start_real_proxy, mock_upstream, engine):
         "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
         "prompt_tokens_details": {"cached_tokens": 2},
         "completion_tokens_details": {"reasoning_tokens": 1},
+        "cache_read_input_tokens": 2,  # what Roo Code reads
     }
     assert events[-1] == "[DONE]"
     # Codex's "Model metadata for `gpt-5` not found" warning is operational: never sent.

@@ -24,6 +24,7 @@ from . import errors
 from .answer import Failed, Finished, Output
 from .catalog import ModelCatalog, model_object
 from .chat_request import ChatRequest, parse_chat_request
+from .codex_setup import CodexLocator
 from .engines import choose_engine
 from .errors import ApiError
 from .lifetime import RequestLifetimeMiddleware, attach_run, request_nursery
@@ -35,7 +36,7 @@ from .openai_format import (
     error_event,
     new_completion_id,
 )
-from .runs import CodexLocator, Run, RunManager
+from .runs import Run, RunManager
 from .settings import Settings
 
 log = logging.getLogger(__name__)

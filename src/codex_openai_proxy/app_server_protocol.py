@@ -3,36 +3,38 @@
 `codex app-server` speaks JSON-RPC over stdio, one JSON object per line, without the
 `"jsonrpc"` member. Checked against codex-cli 0.169.0 and codex-rs/app-server-protocol:
 
-    -> initialize {clientInfo, capabilities: {experimentalApi}}     <- result
+    -> initialize {clientInfo, capabilities: {experimentalApi}}      <- result
     -> initialized (notification)
-    -> thread/start {cwd, model, sandbox, approvalPolicy, ephemeral, developerInstructions,
-                     dynamicTools}                                  <- result {thread: {id}}
-    -> turn/start {threadId, input: [{type: text|localImage}], effort} <- result {turn: {id}}
+    -> thread/resume {threadId, cwd, model, sandbox, approvalPolicy, excludeTurns}
+                                                    <- result {thread: {id}}
+    -> turn/start {threadId, input: [], effort, summary, outputSchema} <- result {turn: {id}}
     <- item/agentMessage/delta {itemId, delta}          token by token, as the model writes
     <- item/reasoning/summaryTextDelta {itemId, delta, summaryIndex}
     <- item/completed {item: agentMessage{text} | reasoning{summary[]} | ...}
     <- thread/tokenUsage/updated {tokenUsage: {total: {inputTokens, ...}}}
-    <- error {error: {message}, willRetry}               retry notices, or the failure
+    <- error {error: {message, codexErrorInfo}, willRetry}   retry notices, or the failure
     <- turn/completed {turn: {status: completed|failed|interrupted, error}}
     <- item/tool/call (a request: has both `id` and `method`) when the model calls a client tool
 
-With client tools, `thread/start` also asks for `experimentalRawEvents`, which adds the model's
-own output items and the end of each model response:
-
-    <- rawResponseItem/completed {item: {type: function_call, call_id, name, arguments}}
-    <- rawResponse/completed {responseId, usage: {inputTokens, ...}}
+The thread is resumed, not started: the proxy has written its rollout file (see `rollout.py`),
+with the client's conversation as history, under the conversation's own id, which Codex then
+sends upstream as the prompt cache key. The turn starts with no input: the whole conversation
+is history already.
 
 A turn that calls client tools never ends by itself: Codex waits for the results, which only
-the client can give, with its next request. So the answer ends when the model's response does
-(`rawResponse/completed`, which carries that response's usage), and the tool calls are taken
-from the raw `function_call` items, whose `arguments` are the model's exact text. An
-`item/tool/call` for a call no raw item announced (a model that reaches the tools through
-Codex's JavaScript `exec` tool) arrives after its response ended, and ends the answer itself.
+the client can give, with its next request. So the answer ends when the model's response does.
+A resumed thread announces neither the end of a response nor the model's exact call items, but
+writes both to its rollout file: once a tool call is requested, the driver reads the file's new
+lines (`feed_rollout`), and the session takes the calls from its `function_call` items (in the
+model's order, with `arguments` exactly as the model wrote them) and the end of the response,
+with its usage, from its `token_usage_record`. Should the file not say so in time (a Codex that
+writes it differently), `rollout_overdue` ends the answer with the calls as `item/tool/call`
+gave them.
 
 The server's own requests share the `id` member with our responses, so a message is a request
 to us when it has a `method`, and a response to us only when it has none.
-`AppServerSession` is fed stdout lines and answers with messages to write to stdin and with
-`CodexEvent`s; the runner does the I/O.
+`AppServerSession` is fed stdout lines (and rollout lines) and answers with messages to write
+to stdin and with `CodexEvent`s; the driver does the I/O.
 """
 
 from __future__ import annotations
@@ -72,17 +74,14 @@ class DynamicTool:
 
 @dataclass(frozen=True)
 class TurnPlan:
-    """Everything the conversation needs to know about the run, decided by the runner."""
+    """Everything the conversation needs to know about the run, decided before it starts."""
 
-    prompt: str
+    thread_id: str  # the conversation's id, whose rollout file is in the child's Codex home
     cwd: str
     model: str | None = None
     effort: str | None = None
-    #: Replaces Codex's own system prompt (a client that brings tools brings its own agent);
-    #: "" replaces it with nothing, None keeps it.
-    base_instructions: str | None = None
-    developer_instructions: str | None = None
-    image_paths: Sequence[str] = ()
+    summary: str | None = None  # reasoning summaries: auto, concise, detailed, none
+    output_schema: dict[str, Any] | None = None
     tools: Sequence[DynamicTool] = ()
 
 
@@ -92,7 +91,7 @@ class Phase(enum.Enum):
 
     IDLE = "idle"  # nothing sent yet
     INITIALIZING = "initializing"  # `initialize` sent, its result awaited
-    OPENING_THREAD = "opening the thread"  # `thread/start` sent, its result awaited
+    OPENING_THREAD = "opening the thread"  # `thread/resume` sent, its result awaited
     STARTING_TURN = "starting the turn"  # `turn/start` sent, the turn's id awaited
     TURN_RUNNING = "turn running"  # the turn streams its items
     INTERRUPTING = "interrupting"  # `turn/interrupt` sent, the turn's end awaited
@@ -128,7 +127,7 @@ TRANSITIONS: dict[tuple[Phase, Step], Phase] = {
 #: request: the driver bounds each such wait (a child that stops answering is a failure).
 AWAITED_REQUEST: dict[Phase, str] = {
     Phase.INITIALIZING: "initialize",
-    Phase.OPENING_THREAD: "thread/start",
+    Phase.OPENING_THREAD: "thread/resume",
     Phase.STARTING_TURN: "turn/start",
     Phase.INTERRUPTING: "turn/interrupt",
 }
@@ -149,8 +148,15 @@ class AppServerSession:
     _usage: Usage | None = None
     _last_error: str | None = None
     _first_garbage: str | None = None
-    _calls_seen: set[str] = field(default_factory=set)
-    _response_usage: Usage | None = None
+    #: Client tool calls Codex asked for, by call id: (name, arguments as Codex parsed them).
+    _requested_calls: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    _calls_handed_over: set[str] = field(default_factory=set)
+
+    @property
+    def reading_rollout(self) -> bool:
+        """Whether the driver should feed the rollout file's new lines: a tool call is out and
+        only the file says when the model's response has ended."""
+        return bool(self._requested_calls) and not self.finished
 
     @property
     def finished(self) -> bool:
@@ -196,38 +202,29 @@ class AppServerSession:
         self._pending[request_id] = method
         return {"id": request_id, "method": method, "params": params}
 
-    def _thread_start(self) -> dict[str, Any]:
+    def _thread_resume(self) -> dict[str, Any]:
         plan = self.plan
         params: dict[str, Any] = {
+            "threadId": plan.thread_id,
             "cwd": plan.cwd,
             "sandbox": "read-only",
             "approvalPolicy": "never",
-            "ephemeral": True,
+            # The history is the client's, which it has already: nothing to send back.
+            "excludeTurns": True,
         }
         if plan.model is not None:
             params["model"] = plan.model
-        if plan.base_instructions is not None:
-            params["baseInstructions"] = plan.base_instructions
-        if plan.developer_instructions:
-            params["developerInstructions"] = plan.developer_instructions
-        if plan.tools:
-            params["experimentalRawEvents"] = True
-            params["dynamicTools"] = [
-                {"type": "function", "name": tool.name, "description": tool.description,
-                 "inputSchema": tool.input_schema}
-                for tool in plan.tools
-            ]
-        return self._request("thread/start", params)
+        return self._request("thread/resume", params)
 
     def _turn_start(self) -> dict[str, Any]:
         plan = self.plan
-        inputs: list[dict[str, Any]] = [
-            {"type": "localImage", "path": path} for path in plan.image_paths
-        ]
-        inputs.append({"type": "text", "text": plan.prompt, "text_elements": []})
-        params: dict[str, Any] = {"threadId": self.thread_id, "input": inputs}
+        params: dict[str, Any] = {"threadId": self.thread_id, "input": []}
         if plan.effort is not None:
             params["effort"] = plan.effort
+        if plan.summary is not None:
+            params["summary"] = plan.summary
+        if plan.output_schema is not None:
+            params["outputSchema"] = plan.output_schema
         return self._request("turn/start", params)
 
     # -- what arrives ---------------------------------------------------------------------------
@@ -277,11 +274,11 @@ class AppServerSession:
         result = result if isinstance(result, dict) else {}
         if method == "initialize" and self.phase is Phase.INITIALIZING:
             self._advance(Step.INITIALIZED)
-            return [{"method": "initialized"}, self._thread_start()], []
-        if method == "thread/start" and self.phase is Phase.OPENING_THREAD:
+            return [{"method": "initialized"}, self._thread_resume()], []
+        if method == "thread/resume" and self.phase is Phase.OPENING_THREAD:
             self.thread_id = _get(result, "thread", "id")
             if not self.thread_id:
-                return [], self._fail("Codex app-server started no thread.")
+                return [], self._fail("Codex app-server resumed no thread.")
             self._advance(Step.THREAD_OPENED)
             return [self._turn_start()], []
         if method == "turn/start":
@@ -301,21 +298,12 @@ class AppServerSession:
         method, params = message["method"], message.get("params") or {}
         if method == "item/tool/call":
             # The client gets the call; its result arrives with the client's next request,
-            # never on this child, so the request is left unanswered here.
+            # never on this child, so the request is left unanswered here. The call itself is
+            # handed over from the rollout, where the model's exact text is.
             call_id = str(params.get("callId", ""))
-            if call_id in self._calls_seen:
-                return [], []  # announced already by its raw item
-            self._calls_seen.add(call_id)
-            arguments = params.get("arguments")
-            return [], [
-                ToolCallRequested(
-                    call_id=call_id,
-                    name=str(params.get("tool", "")),
-                    arguments=json.dumps(arguments if arguments is not None else {},
-                                         ensure_ascii=False, separators=(",", ":")),
-                ),
-                ResponseCompleted(self._response_usage),
-            ]
+            self._requested_calls.setdefault(call_id, (str(params.get("tool", "")),
+                                                       params.get("arguments")))
+            return [], []
         # Approvals cannot come (approvalPolicy is never); anything else is not ours to serve.
         reply = {"id": message["id"], "error": {"code": METHOD_NOT_FOUND,
                                                 "message": f"{method} is not supported"}}
@@ -332,11 +320,6 @@ class AppServerSession:
                                    str(params.get("delta", "")))]
         if method == "item/completed":
             return self._item(params.get("item"))
-        if method == "rawResponseItem/completed":
-            return self._raw_item(params.get("item"))
-        if method == "rawResponse/completed":
-            self._response_usage = parse_usage(params.get("usage"))
-            return [ResponseCompleted(self._response_usage)]
         if method == "thread/tokenUsage/updated":
             # One turn per thread, so the thread's total is the turn's.
             self._usage = parse_usage(_get(params, "tokenUsage", "total"))
@@ -366,16 +349,48 @@ class AppServerSession:
                     for index, text in enumerate(summary) if text]
         return [Notice(str(kind), "")]
 
-    def _raw_item(self, item: Any) -> list[CodexEvent]:
-        if not isinstance(item, dict) or item.get("type") != "function_call":
+    # -- the rollout file ---------------------------------------------------------------------
+
+    def feed_rollout(self, line: str) -> list[CodexEvent]:
+        """A line Codex appended to the thread's rollout file, while `reading_rollout`: the
+        model's calls to the client's tools, then the end of its response."""
+        if self.finished:
             return []
-        name, call_id = item.get("name"), str(item.get("call_id", ""))
-        if name not in {tool.name for tool in self.plan.tools} or call_id in self._calls_seen:
-            return []  # one of Codex's own tools, or seen already
-        self._calls_seen.add(call_id)
-        arguments = item.get("arguments")
-        return [ToolCallRequested(call_id, name, arguments if isinstance(arguments, str)
-                                  else json.dumps(arguments, ensure_ascii=False))]
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return []  # a line still being written, or not ours to read
+        payload = record.get("payload") if isinstance(record, dict) else None
+        if not isinstance(payload, dict):
+            return []
+        if record.get("type") == "response_item" and payload.get("type") == "function_call":
+            name, call_id = payload.get("name"), str(payload.get("call_id", ""))
+            if name not in {tool.name for tool in self.plan.tools}:
+                return []  # not one of the client's tools
+            arguments = payload.get("arguments")
+            return self._hand_over(call_id, str(name), arguments if isinstance(arguments, str)
+                                   else json.dumps(arguments, ensure_ascii=False))
+        if record.get("type") == "token_usage_record" and self._calls_handed_over:
+            return [ResponseCompleted(parse_usage(payload.get("usage")))]
+        return []
+
+    def rollout_overdue(self) -> list[CodexEvent]:
+        """The rollout did not say in time that the response ended: hand over the calls as
+        `item/tool/call` gave them (arguments re-serialised) and end the answer there."""
+        if self.finished or not self._requested_calls:
+            return []
+        events: list[CodexEvent] = []
+        for call_id, (name, arguments) in self._requested_calls.items():
+            events += self._hand_over(call_id, name, json.dumps(
+                arguments if arguments is not None else {}, ensure_ascii=False,
+                separators=(",", ":")))
+        return [*events, ResponseCompleted(self._usage)]
+
+    def _hand_over(self, call_id: str, name: str, arguments: str) -> list[CodexEvent]:
+        if call_id in self._calls_handed_over:
+            return []
+        self._calls_handed_over.add(call_id)
+        return [ToolCallRequested(call_id, name, arguments)]
 
     def _turn_completed(self, turn: dict[str, Any]) -> list[CodexEvent]:
         if self.finished:

@@ -34,11 +34,22 @@ class CatalogError(ValueError):
     """The catalog could not be read; the message says why."""
 
 
-def parse_catalog(text: str) -> list[CatalogModel]:
+def load_catalog_json(text: str) -> dict[str, Any]:
+    """The catalog `codex debug models` printed, as JSON; raises CatalogError if it is not."""
     try:
         data = json.loads(text)
     except ValueError as error:
         raise CatalogError(f"`codex debug models` did not print JSON: {error}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+        raise CatalogError("`codex debug models` printed no `models` list")
+    return data
+
+
+def parse_catalog(text: str) -> list[CatalogModel]:
+    return catalog_models(load_catalog_json(text))
+
+
+def catalog_models(data: dict[str, Any]) -> list[CatalogModel]:
     entries = data.get("models") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise CatalogError("`codex debug models` printed no `models` list")
@@ -61,6 +72,26 @@ def parse_catalog(text: str) -> list[CatalogModel]:
             listed=entry.get("visibility") == "list",
         ))
     return models
+
+
+#: Catalog keys that bring Codex's own agent harness back, whatever the flags say: its
+#: JavaScript "code mode" (every client tool reachable only through Codex's `exec` tool), its
+#: multi-agent tools and instructions, and its apply_patch tool. Checked on codex-cli 0.169.0:
+#: each one, left in, puts its tools or messages back into the model's request.
+HARNESS_KEYS = ("tool_mode", "multi_agent_version", "apply_patch_tool_type")
+
+
+def lean_catalog(data: dict[str, Any]) -> dict[str, Any]:
+    """The catalog the proxy runs Codex with: Codex's own, each model without its harness
+    keys and with no experimental tools (Codex's clock and the like), everything else as is
+    (instructions templates, context windows, efforts, reasoning and verbosity settings)."""
+    models = []
+    for entry in data.get("models") or []:
+        if isinstance(entry, dict):
+            entry = {key: value for key, value in entry.items() if key not in HARNESS_KEYS}
+            entry["experimental_supported_tools"] = []
+            models.append(entry)
+    return {**data, "models": models}
 
 
 @dataclass(frozen=True)

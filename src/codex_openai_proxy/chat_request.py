@@ -48,6 +48,7 @@ class ImagePart:
 
     media_type: str
     data: bytes
+    detail: str = "auto"  # OpenAI's image_url.detail: auto, low or high
 
     @property
     def extension(self) -> str:
@@ -104,6 +105,8 @@ class ChatRequest:
     #: The Codex model to run when it differs from `model`, the id the client asked for and
     #: is answered with (an effort variant such as gpt-5.5:high runs gpt-5.5).
     codex_model: str | None = None
+    #: `response_format`'s JSON schema: the answer must be JSON that follows it.
+    output_schema: dict[str, Any] | None = None
 
     @property
     def offered_tools(self) -> tuple[FunctionTool, ...]:
@@ -164,6 +167,7 @@ def parse_chat_request(body: Any, *, default_model: str, max_image_bytes: int) -
     )
 
     messages = _parse_messages(body.get("messages"), max_image_bytes)
+    output_schema = _parse_response_format(body.get("response_format"))
     return ChatRequest(
         model=model.strip(),
         messages=messages,
@@ -174,7 +178,29 @@ def parse_chat_request(body: Any, *, default_model: str, max_image_bytes: int) -
         tool_choice=tool_choice,
         forced_tool=forced_tool,
         parallel_tool_calls=parallel_tool_calls,
+        output_schema=output_schema,
     )
+
+
+def _parse_response_format(raw: Any) -> dict[str, Any] | None:
+    """The schema of `{"type": "json_schema", "json_schema": {"schema": ...}}`; None for
+    `text`, and for `json_object`, which Codex has no mode for (Codex sends every output schema
+    as a strict one, and strict mode cannot say "any object"): the client's own prompt, which
+    must ask for JSON in that mode anyway, is what asks for it."""
+    if raw is None:
+        return None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind not in ("text", "json_object", "json_schema"):
+        raise invalid("'response_format.type' must be one of text, json_object, json_schema.",
+                      "response_format.type")
+    if kind != "json_schema":
+        return None
+    spec = raw.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if not isinstance(schema, dict):
+        raise invalid("'response_format.json_schema.schema' must be a JSON Schema object.",
+                      "response_format.json_schema.schema")
+    return schema
 
 
 def _optional_bool(container: dict[str, Any], key: str, param: str, *, default: bool) -> bool:
@@ -318,7 +344,10 @@ def _parse_image(raw: Any, where: str, max_bytes: int) -> ImagePart:
     if sniffed is None:
         raise invalid("The image data is not a PNG, JPEG, GIF or WebP image.", f"{where}.url",
                       "invalid_image")
-    return ImagePart(sniffed, data)
+    detail = raw.get("detail") or "auto"
+    if detail not in ("auto", "low", "high"):
+        raise invalid("'image_url.detail' must be auto, low or high.", f"{where}.detail")
+    return ImagePart(sniffed, data, detail)
 
 
 def sniff_image_type(data: bytes) -> str | None:

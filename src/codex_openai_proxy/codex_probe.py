@@ -8,10 +8,11 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
-from .catalog import CatalogError, CatalogModel, parse_catalog
+from .catalog import CatalogError, load_catalog_json
 from .codex_cli import INSTALL_HINT, CodexCapabilities, parse_exec_help, parse_version
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,9 @@ async def probe_codex(codex_bin: str, env: Mapping[str, str]) -> CodexInstall:
     return CodexInstall(path, capabilities)
 
 
-async def read_catalog(path: str, env: Mapping[str, str]) -> list[CatalogModel]:
-    """Codex's model catalog; raises CatalogError saying why it cannot be had."""
+async def read_catalog(path: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """Codex's model catalog, as `codex debug models` prints it; raises CatalogError saying
+    why it cannot be had."""
     attempts = [([path, "debug", "models"], CATALOG_REFRESH_TIMEOUT_S),
                 ([path, "debug", "models", "--bundled"], PROBE_TIMEOUT_S)]
     problem = "no attempt made"
@@ -104,5 +106,5 @@ async def read_catalog(path: str, env: Mapping[str, str]) -> list[CatalogModel]:
             problem = (f"`{' '.join(argv[1:])}` exited with status {result.returncode}"
                        + (f": {detail[-1]}" if detail else ""))
             continue
-        return parse_catalog(result.stdout.decode("utf-8", "replace"))
+        return load_catalog_json(result.stdout.decode("utf-8", "replace"))
     raise CatalogError(problem)

@@ -26,7 +26,12 @@ def new_completion_id() -> str:
 
 
 def usage_body(usage: Usage | None) -> dict[str, Any]:
-    """Codex's counts in OpenAI's names. Output tokens include reasoning tokens on both sides."""
+    """Codex's counts in OpenAI's names. Output tokens include reasoning tokens on both sides.
+
+    The cached tokens go out twice: in OpenAI's `prompt_tokens_details.cached_tokens`, and as
+    `cache_read_input_tokens`, the only name Roo Code's OpenAI Compatible handler (and Zoo
+    Code's, and LiteLLM's Anthropic-style accounting) reads. They are part of
+    `prompt_tokens` either way."""
     usage = usage or Usage()
     return {
         "prompt_tokens": usage.input_tokens,
@@ -34,6 +39,7 @@ def usage_body(usage: Usage | None) -> dict[str, Any]:
         "total_tokens": usage.input_tokens + usage.output_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_output_tokens},
+        "cache_read_input_tokens": usage.cached_input_tokens,
     }
 
 

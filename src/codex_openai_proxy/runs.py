@@ -28,12 +28,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import trio
@@ -43,9 +43,8 @@ from .answer import AnswerAssembler, Failed, Finished, Output, codex_failure_err
 from .chat_request import ChatRequest
 from .child import Child, LineTooLong, spawn_child
 from .codex_events import CodexEvent, Notice, Usage, failure
-from .codex_probe import CodexInstall, probe_codex
+from .codex_setup import CodexLocator
 from .engines import EngineRun, Workspace, prepare_run
-from .prompt import number_images
 from .settings import EngineName, Settings
 
 log = logging.getLogger(__name__)
@@ -53,8 +52,6 @@ log = logging.getLogger(__name__)
 StopReason = Literal["disconnect", "shutdown"]
 Outcome = Literal["ok", "failed", "timeout", "disconnect", "shutdown"]
 
-#: Variables the child must not see: the proxy's own secret is none of Codex's business.
-PRIVATE_ENV = ("PROXY_API_KEY",)
 #: How many distinct Codex warnings are remembered (each is logged once): a bound, because a
 #: warning can quote what a client sent.
 MAX_REMEMBERED_WARNINGS = 64
@@ -115,36 +112,6 @@ class Run:
         if self.stop_reason is not None:
             self._scope.cancel()
         return self._scope
-
-
-class CodexLocator:
-    """The Codex install, probed at start-up and again while it is missing.
-
-    A proxy started before Codex was installed (or logged in) must start working once it is,
-    without a restart, so a missing Codex is looked for again on each request.
-    """
-
-    def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
-        self._settings = settings
-        #: The environment every Codex process gets (probes included): the proxy's own, less
-        #: its secrets.
-        self.env = {k: v for k, v in env.items() if k not in PRIVATE_ENV}
-        self.install: CodexInstall | None = None
-        self._lock = trio.Lock()
-
-    async def get(self) -> CodexInstall:
-        async with self._lock:
-            if self.install is None or not self.install.found:
-                self.install = await probe_codex(self._settings.codex_bin, self.env)
-                if self.install.found:
-                    log.info("using Codex %s at %s", self.install.capabilities.version,
-                             self.install.path)
-                else:
-                    log.warning("%s", self.install.problem)
-            return self.install
-
-    def forget(self) -> None:
-        self.install = None
 
 
 class NoticeLog:
@@ -308,23 +275,26 @@ class RunManager:
                          task_status: trio.TaskStatus[Run]) -> None:
         """Within the run's cancel scope: find Codex, spawn it, drive it, stop it."""
         settings = self.settings
-        install = await self.locator.get()
-        if not install.found:
-            raise errors.codex_unavailable(install.problem or "Codex is not available.")
-        scratch_dir = tempfile.mkdtemp(prefix="codex-openai-proxy-")
+        setup = await self.locator.get()
+        if not setup.install.found:
+            raise errors.codex_unavailable(setup.install.problem or "Codex is not available.")
+        scratch_dir = Path(tempfile.mkdtemp(prefix="codex-openai-proxy-"))
         try:
-            workspace = Workspace(scratch_dir, write_images(run.request, scratch_dir))
-            engine_run = prepare_run(run.request, install, settings, workspace)
+            workspace = Workspace.inside(scratch_dir)
+            engine_run = prepare_run(run.request, setup, settings, workspace)
             run.engine = engine_run.engine
             if settings.log_bodies:
                 log.debug("run %d input:\n%s", run.number, engine_run.describe_input())
-            await self._spawn_and_drive(run, engine_run, install, workspace, send, task_status)
+            try:
+                await self._spawn_and_drive(run, engine_run, workspace, send, task_status)
+            finally:
+                engine_run.release()
         finally:
             shutil.rmtree(scratch_dir, ignore_errors=True)
             log.debug("run %d pid=%s ended: %s, exit %s, after %.2fs", run.number, run.pid,
                       run.end_reason, run.returncode, time.monotonic() - run.started_at)
 
-    async def _spawn_and_drive(self, run: Run, engine_run: EngineRun, install: CodexInstall,
+    async def _spawn_and_drive(self, run: Run, engine_run: EngineRun,
                                workspace: Workspace, send: trio.MemorySendChannel[Output],
                                task_status: trio.TaskStatus[Run]) -> None:
         settings = self.settings
@@ -337,8 +307,8 @@ class RunManager:
             # held each finished run (frames, tasks, pipes: ~250 objects) until a full garbage
             # collection, which then stalled every stream at once (~100 ms at 64 streams; see
             # docs/benchmarks.md).
-            async with spawn_child(engine_run.argv, cwd=workspace.directory,
-                                   env=self.locator.env,
+            async with spawn_child(engine_run.argv, cwd=str(workspace.directory),
+                                   env={**self.locator.env, **engine_run.env},
                                    kill_grace_s=settings.kill_grace_s) as child, send:
                 run.pid = child.pid
                 # The deadline counts from the child's start; a shutdown cancels this too, and
@@ -396,14 +366,3 @@ class RunManager:
         self.active.discard(run)
         if not self.active:
             self._idle.set()
-
-
-def write_images(request: ChatRequest, directory: str) -> tuple[str, ...]:
-    """Write the request's inline images into the run's folder; their paths, in order."""
-    paths = []
-    for numbered in number_images(request.messages):
-        path = os.path.join(directory, numbered.filename)
-        with open(path, "wb") as file:
-            file.write(numbered.image.data)
-        paths.append(path)
-    return tuple(paths)

@@ -12,18 +12,20 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import hypercorn.trio
 import trio
 from hypercorn.config import Config as HypercornConfig
 
 from .app import create_app
-from .catalog import CatalogError, ModelCatalog
-from .codex_probe import read_catalog
-from .runs import CodexLocator, RunManager
+from .catalog import ModelCatalog
+from .codex_setup import CodexLocator
+from .runs import RunManager
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,26 +49,7 @@ class RunningServer:
 
     async def reload_catalog(self) -> None:
         """Read Codex's model catalog again (SIGHUP does this)."""
-        await load_catalog(self.catalog, self.locator)
-
-
-async def load_catalog(catalog: ModelCatalog, locator: CodexLocator) -> None:
-    """Fill `catalog` from the installed Codex; if it cannot be read, CODEX_MODEL stays alone
-    in /v1/models and the log says why."""
-    install = await locator.get()
-    if not install.found or install.path is None:
-        catalog.models, catalog.problem = [], install.problem or "Codex not found"
-    else:
-        try:
-            catalog.models, catalog.problem = await read_catalog(install.path, locator.env), None
-        except CatalogError as error:
-            catalog.models, catalog.problem = [], str(error)
-    if catalog.problem:
-        log.warning("Codex's model catalog could not be read, so /v1/models lists only %s: %s",
-                    catalog.default_model, catalog.problem)
-    else:
-        log.info("Codex's model catalog: %d models, %d listed", len(catalog.models),
-                 sum(model.listed for model in catalog.models))
+        await self.locator.refresh(self.catalog)
 
 
 def hypercorn_config(settings: Settings) -> HypercornConfig:
@@ -102,9 +85,16 @@ async def serve_proxy(
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     env = dict(os.environ if env is None else env)
-    locator = CodexLocator(settings, env)
+    # The proxy's own files (the catalog it writes for Codex), gone when it stops.
+    with tempfile.TemporaryDirectory(prefix="codex-openai-proxy-") as runtime_dir:
+        await _serve(settings, env, Path(runtime_dir), handle_signals, task_status)
+
+
+async def _serve(settings: Settings, env: dict[str, str], runtime_dir: Path,
+                 handle_signals: bool, task_status: trio.TaskStatus[RunningServer]) -> None:
+    locator = CodexLocator(settings, env, runtime_dir)
     catalog = ModelCatalog(settings.codex_model, settings.effort_models)
-    await load_catalog(catalog, locator)
+    await locator.refresh(catalog)
     manager = RunManager(settings, locator)
     app = create_app(settings, manager, locator, catalog)
     server = RunningServer([], manager, catalog, locator)

@@ -149,6 +149,9 @@ OPTIONS: tuple[Option, ...] = (
            "largest decoded inline image accepted (400 above)"),
     Option("codex_login_method", "CODEX_LOGIN_METHOD", "chatgpt", _text,
            "passed as -c forced_login_method=...; empty passes nothing"),
+    Option("reasoning_summary", "PROXY_REASONING_SUMMARY", "auto",
+           _choice("auto", "concise", "detailed", "none"),
+           "reasoning summaries asked of the model (app-server), sent as reasoning_content"),
     Option("keepalive_s", "PROXY_KEEPALIVE_S", "15", _positive_seconds,
            "a ': keep-alive' SSE comment after this much silence"),
     Option("effort_models", "PROXY_EFFORT_MODELS", "0", _flag,
@@ -182,6 +185,7 @@ class Settings:
     max_body_mb: float = 16.0
     max_image_mb: float = 20.0
     codex_login_method: str = "chatgpt"
+    reasoning_summary: str = "auto"
     keepalive_s: float = 15.0
     effort_models: bool = False
     metrics_public: bool = False

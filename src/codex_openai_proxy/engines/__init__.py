@@ -25,7 +25,7 @@ from __future__ import annotations
 from .. import errors
 from ..chat_request import ChatRequest
 from ..codex_cli import CodexCapabilities
-from ..codex_probe import CodexInstall
+from ..codex_setup import CodexSetup
 from ..settings import EngineName, Settings
 from .app_server import AppServerRun
 from .base import EngineRun, EventSink, Workspace
@@ -50,9 +50,9 @@ def choose_engine(settings: Settings, capabilities: CodexCapabilities,
     return settings.engine
 
 
-def prepare_run(request: ChatRequest, install: CodexInstall, settings: Settings,
+def prepare_run(request: ChatRequest, setup: CodexSetup, settings: Settings,
                 workspace: Workspace) -> EngineRun:
-    """The run of `request` on the engine that suits it, with the install captured now."""
-    if choose_engine(settings, install.capabilities, request) == "exec":
-        return ExecRun(request, install, settings, workspace)
-    return AppServerRun(request, install, settings, workspace)
+    """The run of `request` on the engine that suits it, with Codex's setup captured now."""
+    if choose_engine(settings, setup.install.capabilities, request) == "exec":
+        return ExecRun(request, setup, settings, workspace)
+    return AppServerRun(request, setup, settings, workspace)

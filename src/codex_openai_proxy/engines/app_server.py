@@ -1,9 +1,21 @@
-"""The app-server engine: `codex app-server`, one JSON-RPC turn over stdio.
+"""The app-server engine: `codex app-server`, one JSON-RPC turn over stdio, lean and native.
 
-Codex reports each piece of text as the model writes it, and takes the client's tools as
-dynamic tools. The conversation itself (what to send, what each line means) is
-`AppServerSession`'s; this module runs it against the child: it writes what the session says
-to write, feeds it every stdout line, and hands the events to the sink.
+What the model sees is what the client sent, and nothing of Codex's own agent:
+
+* Codex is started lean (`LEAN_OVERRIDES`, and the proxy's model catalog, see
+  `catalog.lean_catalog`): none of its tools (shell, apply_patch, web search, image viewer,
+  sub-agents, goals, user prompts, its JavaScript code mode, MCP servers from the user's
+  config), none of its instructions (collaboration mode, permissions, skills, apps,
+  environment context). Only the client's tools are offered, as plain function tools under the
+  client's own names.
+* The conversation is native Responses items (`native_history.py`), written as the history of
+  a rollout file for the conversation's own id (`rollout.py`) in the child's own Codex home
+  (`codex_setup.py`), which the turn resumes: one prompt cache key per conversation, and each
+  request's input extends the previous one's.
+
+The conversation with the child (what to send, what each line means) is `AppServerSession`'s;
+this module runs it: it writes what the session says to write, feeds it every stdout line and,
+while a tool call is out, the rollout file's new lines, and hands the events to the sink.
 
 However the turn ends (answered, failed, client gone, deadline, shutdown), the driver asks
 Codex to interrupt the turn, so that Codex cancels its own work in order, then closes stdin so
@@ -13,8 +25,12 @@ the process group regardless.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -22,41 +38,48 @@ import trio
 from ..app_server_protocol import AppServerSession, DynamicTool, TurnPlan, encode
 from ..chat_request import ChatRequest
 from ..child import Child
-from ..codex_cli import config_args, login_overrides
-from ..codex_probe import CodexInstall
-from ..prompt import render_instructions, render_prompt
+from ..codex_cli import config_args, login_overrides, toml_string
+from ..codex_setup import CodexSetup, make_child_home
+from ..native_history import conversation_id, native_conversation
+from ..rollout import rollout_path, rollout_text
 from ..settings import EngineName, Settings
 from .base import EventSink, Workspace
+
+log = logging.getLogger(__name__)
 
 #: The longest the driver waits for Codex to confirm an interrupt before leaving the child to
 #: the signals.
 INTERRUPT_WAIT_S = 1.0
+#: How often the rollout file is read while a tool call is out: the end of the model's
+#: response is written there 3-10 ms after it happens.
+ROLLOUT_POLL_S = 0.01
+#: How long the rollout file may take to say that the response has ended, once a tool call is
+#: out, before the answer ends without it.
+ROLLOUT_GRACE_S = 2.0
 
-#: `-c` overrides for requests that bring tools of their own (Roo Code and other agents): the
-#: client is the agent, so the model must choose among the client's tools only, or it would
-#: run shell commands, search the web or spawn agents where the client expects a call that it
-#: executes itself; and Codex's notes on its sandbox, its skills and its working directory
-#: (an empty scratch folder) would only mislead it.
-#: Checked on codex-cli 0.169.0 against the mock upstream with `-m gpt-5`: without them the
-#: model is offered exec_command, write_stdin, request_user_input, view_image, multi_agent_v1,
-#: get_goal, create_goal, update_goal and web_search beside the client's tools, and given the
-#: skills, permissions and environment context; with them, the client's tools and messages
-#: alone. (Models whose catalog entry selects Codex's JavaScript "code mode" still get Codex's
-#: `exec`/`wait` wrapper and its collaboration tools; see the README.)
-CLIENT_TOOLS_OVERRIDES: tuple[tuple[str, str], ...] = (
+#: `-c` overrides that keep Codex's own agent out of the model's request. Each was checked on
+#: codex-cli 0.169.0 against the mock upstream (on gpt-6.1-sol, gpt-5.5 and gpt-5, with and
+#: without a ChatGPT login): left out, it puts a tool or a message of Codex's back. With them
+#: and the lean catalog, a plain request goes up as ~1.7 KB instead of ~40-55 KB.
+LEAN_OVERRIDES: tuple[tuple[str, str], ...] = (
     ("features.shell_tool", "false"),
-    ("features.unified_exec", "false"),
-    ("web_search", '"disabled"'),
-    ("features.multi_agent", "false"),
-    ("features.multi_agent_v2", "false"),
-    ("features.goals", "false"),
     ("features.view_image", "false"),
-    ("features.sleep_tool", "false"),
+    ("features.goals", "false"),
+    ("features.multi_agent", "false"),
+    ("features.apps", "false"),  # ChatGPT logins: the codex_apps MCP resource tools
+    ("features.image_generation", "false"),  # ChatGPT logins: image_gen
+    ("web_search", '"disabled"'),
     ("tools.experimental_request_user_input.enabled", "false"),
-    ("include_permissions_instructions", "false"),
-    ("include_environment_context", "false"),
     ("skills.include_instructions", "false"),
+    ("include_environment_context", "false"),
+    ("include_permissions_instructions", "false"),
+    ("include_collaboration_mode_instructions", "false"),
+    # Work Codex does for each thread that a proxy never needs: a login-shell snapshot
+    # (`bash -lc` of the user's ~/.bashrc; ~250 ms of CPU per thread).
+    ("features.shell_snapshot", "false"),
 )
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def app_server_argv(codex_bin: str, *, login_method: str,
@@ -65,44 +88,80 @@ def app_server_argv(codex_bin: str, *, login_method: str,
     return [codex_bin, "app-server", *config_args([*overrides, *login_overrides(login_method)])]
 
 
-def turn_plan(request: ChatRequest, workspace: Workspace) -> TurnPlan:
-    """What the turn asks of Codex, from the request."""
-    instructions = render_instructions(request.messages) or None
-    conversation = [m for m in request.messages if m.role not in ("system", "developer")]
-    return TurnPlan(
-        prompt=render_prompt(conversation),
-        cwd=workspace.directory,
-        model=request.codex_model_arg,
-        effort=request.reasoning_effort,
-        # A client with tools of its own (Roo Code) is the agent; its system prompt replaces
-        # Codex's, which describes tools that are switched off for it.
-        base_instructions=(instructions or "") if request.tools else None,
-        developer_instructions=None if request.tools else instructions,
-        image_paths=workspace.image_paths,
-        tools=[DynamicTool(tool.name, tool.description, tool.parameters)
-               for tool in request.offered_tools],
-    )
+def lean_overrides(setup: CodexSetup) -> list[tuple[str, str]]:
+    """Everything `codex app-server` is started with, for any request: the argv does not
+    depend on the request, so a child can be started before one arrives."""
+    overrides = list(LEAN_OVERRIDES)
+    if setup.catalog_path is not None:
+        overrides.append(("model_catalog_json", toml_string(str(setup.catalog_path))))
+    for name in setup.user_home.mcp_servers:
+        # The user's MCP servers would add their tools (and a tool-search tool) to every
+        # request; `-c mcp_servers={}` does not remove them, switching each off does.
+        if _BARE_KEY.match(name):
+            overrides.append((f"mcp_servers.{name}.enabled", "false"))
+        else:
+            log.warning("cannot switch off the MCP server %r for Codex runs: its name needs "
+                        "quoting", name)
+    return overrides
 
 
 class AppServerRun:
     engine: EngineName = "app-server"
 
-    def __init__(self, request: ChatRequest, install: CodexInstall, settings: Settings,
+    def __init__(self, request: ChatRequest, setup: CodexSetup, settings: Settings,
                  workspace: Workspace) -> None:
-        self.plan = turn_plan(request, workspace)
-        self.argv = app_server_argv(
-            install.path or settings.codex_bin, login_method=settings.codex_login_method,
-            overrides=CLIENT_TOOLS_OVERRIDES if request.tools else ())
+        conversation = native_conversation(request.messages)
+        tools = [DynamicTool(tool.name, tool.description, tool.parameters)
+                 for tool in request.offered_tools]
+        thread_id = conversation_id(request.messages)
+        cwd = str(workspace.directory)
+        self.plan = TurnPlan(
+            thread_id=thread_id, cwd=cwd, model=request.codex_model_arg,
+            effort=request.reasoning_effort,
+            summary=None if settings.reasoning_summary == "none" else settings.reasoning_summary,
+            output_schema=request.output_schema, tools=tools,
+        )
+        self._input = conversation
+        if setup.user_home.keyring_login:
+            # A keyring login is only found from the user's own home (see codex_setup.py).
+            home, self._leftover = setup.user_home.path, setup.user_home.path / rollout_path(
+                thread_id)
+        else:
+            home, self._leftover = make_child_home(setup.user_home,
+                                                   workspace.private / "codex-home"), None
+        self.rollout = home / rollout_path(thread_id)
+        text = rollout_text(
+            thread_id, timestamp=_now_iso(), cwd=cwd, model=request.codex_model_arg,
+            instructions=conversation.instructions,
+            dynamic_tools=[{"type": "function", "name": tool.name,
+                            "description": tool.description, "inputSchema": tool.input_schema}
+                           for tool in tools],
+            history=conversation.items,
+            cli_version=setup.install.capabilities.version or "0.0.0",
+        )
+        self.rollout.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.rollout.with_suffix(".partial")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(self.rollout)
+        self._rollout_written = len(text.encode("utf-8"))
+        self.argv = app_server_argv(setup.install.path or settings.codex_bin,
+                                    login_method=settings.codex_login_method,
+                                    overrides=lean_overrides(setup))
+        self.env: Mapping[str, str] = {"CODEX_HOME": str(home)}
         self._interrupt_wait_s = min(INTERRUPT_WAIT_S, settings.kill_grace_s)
         self._reply_timeout_s = settings.reply_timeout_s
 
     def describe_input(self) -> str:
-        return "\n\n".join(filter(None, (self.plan.base_instructions,
-                                         self.plan.developer_instructions, self.plan.prompt)))
+        return f"instructions:\n{self._input.instructions}\nitems:\n{self._input.items}"
+
+    def release(self) -> None:
+        if self._leftover is not None:
+            self._leftover.unlink(missing_ok=True)
 
     async def drive(self, child: Child, sink: EventSink) -> None:
         """Hold the JSON-RPC conversation for one turn; relay its events as they come."""
         session = AppServerSession(self.plan)
+        rollout = RolloutTail(self.rollout, self._rollout_written)
 
         async def write(messages: list[dict[str, Any]]) -> None:
             for message in messages:
@@ -110,7 +169,7 @@ class AppServerRun:
 
         try:
             await write(session.start())
-            phase, reply_deadline = None, math.inf
+            phase, reply_deadline, rollout_deadline = None, math.inf, math.inf
             while not sink.answered:
                 # Each step of the handshake gets its own deadline, from the moment it was
                 # asked: a child that stops answering (Codex stalls on some inputs) fails the
@@ -119,17 +178,30 @@ class AppServerRun:
                     phase = session.phase
                     reply_deadline = (trio.current_time() + self._reply_timeout_s
                                       if session.awaiting else math.inf)
-                with trio.move_on_at(reply_deadline):
+                if session.reading_rollout and rollout_deadline == math.inf:
+                    rollout_deadline = trio.current_time() + ROLLOUT_GRACE_S
+                wake = reply_deadline
+                if session.reading_rollout:
+                    wake = min(wake, trio.current_time() + ROLLOUT_POLL_S)
+                with trio.move_on_at(wake):
                     line = await child.read_line()
                     if line is None:
                         break
                     outgoing, events = session.feed(line)
                     await write(outgoing)
                     await sink.deliver(events)
-                    continue
-                if not (failure := session.give_up(self._reply_timeout_s)):
-                    break
-                await sink.deliver(failure)
+                if session.reading_rollout:
+                    for record in rollout.new_lines():
+                        await sink.deliver(session.feed_rollout(record))
+                    if trio.current_time() >= rollout_deadline and not sink.answered:
+                        log.warning("Codex's rollout file did not show the end of the model's "
+                                    "response within %g s; the tool calls go out without it",
+                                    ROLLOUT_GRACE_S)
+                        await sink.deliver(session.rollout_overdue())
+                if trio.current_time() >= reply_deadline and not sink.answered:
+                    if not (failure := session.give_up(self._reply_timeout_s)):
+                        break
+                    await sink.deliver(failure)
             if not sink.answered:
                 await sink.deliver(session.finish(await child.wait_exit(), child.stderr_tail()))
         finally:
@@ -142,3 +214,28 @@ class AppServerRun:
             # itself, before the owner has to signal it.
             with trio.CancelScope(shield=True):
                 await child.close_stdin()
+
+
+class RolloutTail:
+    """The lines Codex appends to a rollout file, from where the proxy's own lines end."""
+
+    def __init__(self, path: Path, offset: int) -> None:
+        self._path = path
+        self._offset = offset
+        self._partial = b""
+
+    def new_lines(self) -> list[str]:
+        try:
+            with self._path.open("rb") as file:
+                file.seek(self._offset)
+                data = file.read()
+        except OSError:
+            return []
+        self._offset += len(data)
+        *complete, self._partial = (self._partial + data).split(b"\n")
+        return [line.decode("utf-8", "replace") for line in complete if line]
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from ..child import Child
@@ -26,11 +27,18 @@ class EventSink(Protocol):
 
 @dataclass(frozen=True)
 class Workspace:
-    """The run's own empty folder (Codex's working directory) and the images written into it,
-    in the order the conversation shows them."""
+    """The run's own folders, removed with it: `directory`, Codex's working directory (empty,
+    but for what the engine puts there for Codex to read), and `private`, for the engine's
+    own files (the child's Codex home)."""
 
-    directory: str
-    image_paths: tuple[str, ...] = ()
+    directory: Path
+    private: Path
+
+    @classmethod
+    def inside(cls, root: Path) -> Workspace:
+        (root / "work").mkdir()
+        (root / "private").mkdir(mode=0o700)
+        return cls(root / "work", root / "private")
 
 
 class EngineRun(Protocol):
@@ -38,9 +46,14 @@ class EngineRun(Protocol):
 
     engine: EngineName
     argv: Sequence[str]
+    env: Mapping[str, str]  # set for the child, over the proxy's own environment
 
     def describe_input(self) -> str:
         """What Codex is given, for the debug log when PROXY_LOG_BODIES is on."""
+        ...
+
+    def release(self) -> None:
+        """Remove whatever the run left outside its workspace, once its child is gone."""
         ...
 
     async def drive(self, child: Child, sink: EventSink) -> None:

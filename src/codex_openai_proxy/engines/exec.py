@@ -11,14 +11,15 @@ arguments (exec always runs with approval `never`; effort is `-c model_reasoning
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from ..chat_request import ChatRequest
 from ..child import Child
 from ..codex_cli import CodexCapabilities, config_args, login_overrides, toml_string
-from ..codex_probe import CodexInstall
+from ..codex_setup import CodexSetup
 from ..exec_protocol import ExecJsonReader, PlainOutputReader
-from ..prompt import render_prompt
+from ..prompt import number_images, render_prompt
 from ..settings import EngineName, Settings
 from .base import EventSink, Workspace
 
@@ -61,22 +62,38 @@ def exec_argv(
     return argv
 
 
+def write_images(request: ChatRequest, directory: Path) -> list[str]:
+    """Write the request's inline images into Codex's working directory, named as the prompt
+    names them; their paths, in order."""
+    paths = []
+    for numbered in number_images(request.messages):
+        path = directory / numbered.filename
+        path.write_bytes(numbered.image.data)
+        paths.append(str(path))
+    return paths
+
+
 class ExecRun:
     engine: EngineName = "exec"
+    env: Mapping[str, str] = {}
 
-    def __init__(self, request: ChatRequest, install: CodexInstall, settings: Settings,
+    def __init__(self, request: ChatRequest, setup: CodexSetup, settings: Settings,
                  workspace: Workspace) -> None:
+        install = setup.install
         self._capabilities = install.capabilities
         self.prompt = render_prompt(request.messages)
         self.argv = exec_argv(
             install.path or settings.codex_bin, install.capabilities,
             model=request.codex_model_arg, reasoning_effort=request.reasoning_effort,
-            login_method=settings.codex_login_method, scratch_dir=workspace.directory,
-            image_paths=workspace.image_paths,
+            login_method=settings.codex_login_method, scratch_dir=str(workspace.directory),
+            image_paths=write_images(request, workspace.directory),
         )
 
     def describe_input(self) -> str:
         return self.prompt
+
+    def release(self) -> None:
+        pass  # everything it made is in the workspace
 
     async def drive(self, child: Child, sink: EventSink) -> None:
         """Feed the prompt, then translate stdout until the answer ends or the output does."""
