@@ -20,6 +20,12 @@ mixes behaviours). Scenarios:
   hang        `response.created`, then nothing, ever
   tool_call   `function_call` items from `tool_calls` (name, arguments), `delta_delay_s` apart
   text_tool_call  "Let me check." then the `function_call` items, in one response
+
+A call is answered the way the real backend's model would answer for the tool mode in force:
+a `function_call` for a tool offered as a function (in `tools`, or in an `additional_tools`
+input item, as "responses lite" models get them); for a tool reachable only through Codex's
+JavaScript `exec` tool (code mode), a `custom_tool_call` to `exec` whose script calls it; for
+a tool not offered at all, a failed response saying so.
 """
 
 from __future__ import annotations
@@ -57,10 +63,25 @@ class RecordedRequest:
         return json.dumps(self.body.get("input", []), ensure_ascii=False)
 
     def tool_names(self) -> list[str]:
-        names = []
-        for tool in self.body.get("tools", []):
-            names.append(tool.get("name") or tool.get("type"))
-        return names
+        """Every tool offered, wherever it is offered: top-level `tools`, or the
+        `additional_tools` input items of "responses lite" models; a namespace's tools by
+        their own names."""
+        return [tool.get("name") or tool.get("type") for tool in self.tools()]
+
+    def tools(self) -> list[dict[str, Any]]:
+        offered = list(self.body.get("tools") or [])
+        offered += [tool for item in self.body.get("input") or [] if isinstance(item, dict)
+                    and item.get("type") == "additional_tools" for tool in item["tools"]]
+        flat = []
+        for tool in offered:
+            flat += tool.get("tools", []) if tool.get("type") == "namespace" else [tool]
+        return flat
+
+    def function_names(self) -> set[str]:
+        return {tool["name"] for tool in self.tools() if tool.get("type") == "function"}
+
+    def custom_names(self) -> set[str]:
+        return {tool["name"] for tool in self.tools() if tool.get("type") == "custom"}
 
 
 @dataclass
@@ -141,9 +162,24 @@ class MockResponses:
             for number, (name, arguments) in enumerate(self.tool_calls, start=1):
                 if number > 1 and self.delta_delay_s:
                     await trio.sleep(self.delta_delay_s)
-                item = {"type": "function_call", "id": f"fc_{number}", "call_id": f"call_{number}",
-                        "name": name, "arguments": json.dumps(arguments, ensure_ascii=False),
-                        "status": "completed"}
+                text = json.dumps(arguments, ensure_ascii=False)
+                # Unique across the mock's responses, as a model's are: call_1, call_2, ... in
+                # its first response, call_2_1, ... in its second.
+                call_id = (f"call_{number}" if len(self.requests) == 1
+                           else f"call_{len(self.requests)}_{number}")
+                if name in recorded.function_names():
+                    item = {"type": "function_call", "id": f"fc_{number}", "call_id": call_id,
+                            "name": name, "arguments": text, "status": "completed"}
+                elif "exec" in recorded.custom_names():  # code mode: a script calls it
+                    item = {"type": "custom_tool_call", "id": f"ctc_{number}",
+                            "call_id": call_id, "name": "exec",
+                            "input": f"await tools.{name}({text});", "status": "completed"}
+                else:
+                    yield sse({"type": "response.failed", "response": {
+                        "id": response_id, "error": {
+                            "code": "invalid_request_error",
+                            "message": f"the mock's model cannot call {name!r}: not offered"}}})
+                    return
                 yield sse({"type": "response.output_item.added", "output_index": index,
                            "item": {**item, "arguments": "", "status": "in_progress"}})
                 yield sse({"type": "response.output_item.done", "output_index": index,
