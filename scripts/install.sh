@@ -207,7 +207,8 @@ added_keys=()
 write_setting HOST "${HOST:-127.0.0.1}" "${HOST:-}"
 write_setting PORT "${PORT:-11435}" "${PORT:-}"
 write_setting PROXY_API_KEY "${PROXY_API_KEY:-codex-local-secret}" "${PROXY_API_KEY:-}"
-write_setting CODEX_MODEL "${CODEX_MODEL:-gpt-5}" "${CODEX_MODEL:-}"
+# Empty: the model of the user's Codex config, else the first of Codex's own catalog.
+write_setting CODEX_MODEL "${CODEX_MODEL:-}" "${CODEX_MODEL:-}"
 write_setting CODEX_BIN "$codex_bin" "${CODEX_BIN:-}"
 # The npm `codex` finds `node` on PATH: give the service the PATH this script ran with.
 write_setting PATH "$service_path"
@@ -232,12 +233,14 @@ base_url="http://${HOST}:${PORT}/v1"
 [ "$HOST" = 0.0.0.0 ] && base_url="http://127.0.0.1:${PORT}/v1"
 
 roo_settings() {
+  local model
+  model=$("$VENV/bin/codex-openai-proxy" --print-default-model 2>/dev/null) || model=$CODEX_MODEL
   cat <<EOT
 
 Roo Code settings (API Provider "OpenAI Compatible"):
   Base URL: $base_url
   API Key:  $PROXY_API_KEY
-  Model:    $CODEX_MODEL
+  Model:    ${model:-(the first model /v1/models lists)}
 EOT
 }
 

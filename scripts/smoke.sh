@@ -4,7 +4,8 @@
 #   bash scripts/smoke.sh [BASE_URL]     default http://127.0.0.1:$PORT/v1 (PORT=11435)
 #
 # The key and model come from PROXY_API_KEY and CODEX_MODEL, else from the installed env file
-# (~/.config/codex-openai-proxy/env), else the defaults. The completion really runs Codex, so
+# (~/.config/codex-openai-proxy/env), else the defaults (the model: the proxy's default model,
+# from /healthz). The completion really runs Codex, so
 # it needs Codex logged in; it takes as long as a short answer does (SMOKE_TIMEOUT_S, 120).
 # Exits non-zero with one line saying what failed, at the first failure.
 set -euo pipefail
@@ -19,7 +20,6 @@ base_url=${base_url%/}
 api_key=${PROXY_API_KEY:-$(from_env_file PROXY_API_KEY || true)}
 api_key=${api_key:-codex-local-secret}
 model=${CODEX_MODEL:-$(from_env_file CODEX_MODEL || true)}
-model=${model:-gpt-5}
 timeout_s=${SMOKE_TIMEOUT_S:-120}
 
 fail() { printf 'smoke: FAIL: %s\n' "$*" >&2; exit 1; }
@@ -47,6 +47,10 @@ if grep -q '"found": *false' "$body_file"; then
   fail "the proxy runs but cannot find Codex: $(head -c 300 "$body_file")"
 fi
 pass "GET /healthz"
+if [ -z "$model" ] || [ "$model" = default ]; then
+  model=$(sed -n 's/.*"default_model": *"\([^"]*\)".*/\1/p' "$body_file")
+  [ -n "$model" ] || fail "GET /healthz names no default model: $(head -c 300 "$body_file")"
+fi
 
 status=$(request /models -H "Authorization: Bearer $api_key")
 [ "$status" = 200 ] || fail "GET /v1/models answered $status: $(head -c 300 "$body_file")"

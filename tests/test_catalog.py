@@ -86,14 +86,14 @@ def test_entries_it_cannot_use_are_skipped():
 
 async def test_models_endpoint_lists_the_catalog(proxy):
     data = (await proxy.client.get("/v1/models")).json()["data"]
-    assert [model["id"] for model in data] == ["gpt-5", *LISTED_0_169]
+    # Without CODEX_MODEL, Codex's own default (its catalog's first: priority 1) comes first.
+    assert [model["id"] for model in data] == [
+        "gpt-6.1-sol", *(m for m in LISTED_0_169 if m != "gpt-6.1-sol")]
     sol = next(model for model in data if model["id"] == "gpt-6.1-sol")
     assert sol["object"] == "model" and sol["owned_by"] == "codex-openai-proxy"
     assert sol["display_name"] == "GPT-6.1-Sol"
     assert sol["supported_reasoning_efforts"] == ["low", "medium", "high", "xhigh", "max",
                                                   "ultra"]
-    assert data[0] == {"id": "gpt-5", "object": "model", "created": data[0]["created"],
-                       "owned_by": "codex-openai-proxy"}
     one = await proxy.client.get("/v1/models/gpt-5.5")
     assert one.json()["supported_reasoning_efforts"] == ["low", "medium", "high", "xhigh"]
 
@@ -125,18 +125,35 @@ async def test_effort_model_ids_select_model_and_effort(start_proxy, fake_codex)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "model"
 
 
-async def test_codex_model_default_passes_no_model(start_proxy, fake_codex):
-    proxy = await start_proxy(codex_model="default")
-    assert (await proxy.client.get("/v1/models")).json()["data"][0]["id"] == "default"
+@pytest.mark.parametrize("codex_model", ["", "default"])
+async def test_without_codex_model_the_users_codex_config_chooses(start_proxy, fake_codex,
+                                                                  tmp_path, codex_model):
+    (tmp_path / ".codex").mkdir()
+    (tmp_path / ".codex" / "config.toml").write_text('model = "gpt-5.5"\n')
+    proxy = await start_proxy(codex_model=codex_model)  # HOME is tmp_path
+    assert (await proxy.client.get("/v1/models")).json()["data"][0]["id"] == "gpt-5.5"
+    assert (await proxy.client.get("/healthz")).json()["default_model"] == "gpt-5.5"
+    for body in ({"messages": [{"role": "user", "content": "hi"}]},
+                 {"model": "default", "messages": [{"role": "user", "content": "hi"}]}):
+        response = await proxy.client.post("/v1/chat/completions", json=body)
+        assert response.status_code == 200  # answered with the id it asked for, if any
+    assert [run["argv"][run["argv"].index("-m") + 1] for run in fake_codex.runs()] == [
+        "gpt-5.5", "gpt-5.5"]
+
+
+async def test_codex_model_names_the_default(start_proxy, fake_codex):
+    proxy = await start_proxy(codex_model="gpt-5")
+    assert (await proxy.client.get("/v1/models")).json()["data"][0]["id"] == "gpt-5"
     await proxy.client.post("/v1/chat/completions", json={"messages": [
         {"role": "user", "content": "hi"}]})
-    assert "-m" not in fake_codex.runs()[0]["argv"]
+    argv = fake_codex.runs()[0]["argv"]
+    assert argv[argv.index("-m") + 1] == "gpt-5"
 
 
-async def test_an_unreadable_catalog_leaves_codex_model_alone(start_proxy, caplog):
+async def test_an_unreadable_catalog_leaves_the_pinned_default_alone(start_proxy, caplog):
     proxy = await start_proxy(env={"FAKE_CODEX_CATALOG": "fail"})
     data = (await proxy.client.get("/v1/models")).json()["data"]
-    assert [model["id"] for model in data] == ["gpt-5"]
+    assert [model["id"] for model in data] == ["gpt-6.1-sol"]
     assert "failed to load the model catalog" in caplog.text
     assert (await proxy.client.post("/v1/chat/completions", json=chat_body(
         reasoning_effort="ultra"))).status_code == 200
@@ -163,7 +180,7 @@ async def test_sighup_reads_the_catalog_again(fake_codex, tmp_path: Path):
         url = await listening_url(server)
         async with httpx.AsyncClient(base_url=url, headers=AUTH) as client:
             ids = [m["id"] for m in (await client.get("/v1/models")).json()["data"]]
-            assert ids == ["gpt-5", "old-model"]
+            assert ids == ["old-model"]
             catalog_file.write_text(json.dumps({"models": [{"slug": "new-model",
                                                             "visibility": "list"}]}))
             server.send_signal(signal.SIGHUP)
@@ -174,7 +191,7 @@ async def test_sighup_reads_the_catalog_again(fake_codex, tmp_path: Path):
                     assert data, buffered.decode()
                     buffered += data
             ids = [m["id"] for m in (await client.get("/v1/models")).json()["data"]]
-            assert ids == ["gpt-5", "new-model"]
+            assert ids == ["new-model"]
     finally:
         with trio.CancelScope(shield=True):
             server.kill()

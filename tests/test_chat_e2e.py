@@ -203,10 +203,10 @@ async def test_plain_mode_when_codex_has_no_json_flag(start_proxy, fake_codex, t
 async def test_models_and_health(proxy):
     models = (await proxy.client.get("/v1/models")).json()
     assert models["object"] == "list"
-    assert models["data"][0]["id"] == "gpt-5"
+    assert models["data"][0]["id"] == "gpt-6.1-sol"  # Codex's own default
     assert models["data"][0]["object"] == "model"
-    one = await proxy.client.get("/v1/models/gpt-5")
-    assert one.status_code == 200 and one.json()["id"] == "gpt-5"
+    one = await proxy.client.get("/v1/models/gpt-5.5")
+    assert one.status_code == 200 and one.json()["id"] == "gpt-5.5"
     missing = await proxy.client.get("/v1/models/nope")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "model_not_found"
@@ -218,6 +218,7 @@ async def test_models_and_health(proxy):
     assert body["codex"]["found"] is True
     assert body["codex"]["version"] == "0.169.0"
     assert body["engine"] == "exec"
+    assert body["default_model"] == "gpt-6.1-sol"
     assert json.dumps(body)  # plain JSON all the way down
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import shutil
 import signal
@@ -162,7 +161,9 @@ async def test_install_rerun_and_uninstall_without_systemd(machine: Machine, fak
     assert settings["HOST"] == defaults.host
     assert settings["PORT"] == str(defaults.port)
     assert settings["PROXY_API_KEY"] == defaults.api_key
-    assert settings["CODEX_MODEL"] == defaults.codex_model
+    assert settings["CODEX_MODEL"] == defaults.codex_model == ""  # Codex's own default
+    # ... which the install names: the fake Codex's catalog's first model.
+    assert "Model:    gpt-6.1-sol" in said
     assert settings["CODEX_BIN"] == str(fake_codex.bin)
     node = subprocess.run(["sh", "-c", "command -v node"], capture_output=True, text=True,
                           env=machine.env).stdout.strip()
@@ -193,8 +194,8 @@ async def test_install_rerun_and_uninstall_without_systemd(machine: Machine, fak
     settings = machine.env_settings()
     assert settings["PORT"] == "12345"
     assert settings["PROXY_LOG_LEVEL"] == "debug"
-    assert settings["CODEX_MODEL"] == "gpt-5"
-    assert machine.env_file.read_text().rstrip().endswith('CODEX_MODEL="gpt-5"')
+    assert settings["CODEX_MODEL"] == ""
+    assert machine.env_file.read_text().rstrip().endswith('CODEX_MODEL=""')
     assert "added CODEX_MODEL" in said
     assert "kept PORT=12345" in said  # PORT=11999 was asked for, the file wins
     assert "Base URL: http://127.0.0.1:12345/v1" in said
@@ -392,15 +393,3 @@ def test_the_unit_keeps_the_lifecycle_promises():
     for breaks_codex in ("ProtectHome", "ProtectSystem", "PrivateUsers", "RestrictNamespaces",
                          "MemoryDenyWriteExecute"):
         assert breaks_codex not in unit
-
-
-def test_the_roo_code_settings_match_the_defaults():
-    settings = Settings()
-    profiles = json.loads((REPO / "config" / "roo-openai-compatible.json").read_text())
-    profiles = profiles["providerProfiles"]
-    roo = profiles["apiConfigs"][profiles["currentApiConfigName"]]
-    assert roo["apiProvider"] == "openai"
-    assert roo["openAiBaseUrl"] == f"http://{settings.host}:{settings.port}/v1"
-    assert roo["openAiApiKey"] == settings.api_key
-    assert roo["openAiModelId"] == settings.codex_model
-    assert roo["openAiStreamingEnabled"] is True

@@ -15,7 +15,7 @@ def sdk(proxy, api_key: str = API_KEY) -> openai.AsyncOpenAI:
 async def test_models_list(proxy):
     models = await sdk(proxy).models.list()
     ids = [model.id for model in models.data]
-    assert ids[0] == "gpt-5" and "gpt-5.5" in ids
+    assert ids[0] == "gpt-6.1-sol" and "gpt-5.5" in ids
     assert (await sdk(proxy).models.retrieve("gpt-5.5")).id == "gpt-5.5"
 
 

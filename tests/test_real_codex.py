@@ -174,8 +174,8 @@ async def test_models_come_from_the_real_codex_catalog(start_real_proxy, mock_up
     proxy = await start_real_proxy()
     data = (await proxy.client.get("/v1/models")).json()["data"]
     ids = [model["id"] for model in data]
-    assert ids[0] == "gpt-5"
-    assert ids[1:] == ["gpt-6-astra", "gpt-6.1-sol", "gpt-6.1-terra", "gpt-6-sol", "gpt-6-luna",
+    assert ids[0] == "gpt-6.1-sol"  # Codex's own default, its catalog's first
+    assert ids[1:] == ["gpt-6-astra", "gpt-6.1-terra", "gpt-6-sol", "gpt-6-luna",
                        "gpt-5.6-sol", "gpt-5.6-terra", "gpt-5.6-luna", "gpt-5.5"]
     response = await proxy.client.post(
         "/v1/chat/completions", json=chat_body(model="gpt-5.5", reasoning_effort="max"))

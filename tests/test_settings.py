@@ -13,7 +13,7 @@ def test_defaults_without_flags_or_environment() -> None:
     assert settings.host == "127.0.0.1"
     assert settings.port == 11435
     assert settings.api_key == "codex-local-secret"
-    assert settings.codex_model == "gpt-5"
+    assert settings.codex_model == ""  # Codex's own default, found at start-up
     assert settings.stream_mode == "incremental"
     assert settings.engine == "app-server"
     assert settings.codex_bin == "codex"
@@ -164,7 +164,6 @@ def test_byte_limits_are_mebibytes() -> None:
         ("PORT", "-1", "must be a port number from 0 to 65535"),
         ("PORT", "65536", "must be a port number from 0 to 65535"),
         ("PROXY_API_KEY", "", "must not be empty"),
-        ("CODEX_MODEL", " ", "must not be empty"),
         ("PROXY_STREAM_MODE", "partial", "must be one of incremental, final"),
         ("CODEX_ENGINE", "appserver", "must be one of exec, app-server"),
         ("CODEX_ENGINE", "", "must be one of exec, app-server"),

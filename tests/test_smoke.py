@@ -33,7 +33,7 @@ async def test_smoke_passes_against_a_working_proxy(start_proxy, tmp_path):
     assert status == 0, said
     assert said.splitlines() == [
         "smoke: ok    GET /healthz",
-        "smoke: ok    GET /v1/models lists gpt-5",
+        "smoke: ok    GET /v1/models lists gpt-6.1-sol",  # the proxy's default model
         "smoke: ok    POST /v1/chat/completions streamed an answer: role, content, stop, [DONE]",
     ]
 
@@ -43,7 +43,7 @@ async def test_smoke_reads_the_key_and_port_from_the_installed_env_file(start_pr
     port = proxy.url.rsplit(":", 1)[1]
     env_file = tmp_path / "smoke-home" / ".config" / "codex-openai-proxy" / "env"
     env_file.parent.mkdir(parents=True)
-    env_file.write_text(f'PORT="{port}"\nPROXY_API_KEY="{API_KEY}"\nCODEX_MODEL="gpt-5"\n')
+    env_file.write_text(f'PORT="{port}"\nPROXY_API_KEY="{API_KEY}"\nCODEX_MODEL="gpt-5.5"\n')
     home = tmp_path / "smoke-home"
     env = {key: value for key, value in os.environ.items()
            if key not in ("PORT", "PROXY_API_KEY", "CODEX_MODEL", "XDG_CONFIG_HOME")}
@@ -58,7 +58,7 @@ async def test_smoke_names_a_codex_failure(start_proxy, tmp_path):
     status, said = await smoke(tmp_path, f"{proxy.url}/v1")
     assert status == 1
     assert said.splitlines()[:2] == ["smoke: ok    GET /healthz",
-                                     "smoke: ok    GET /v1/models lists gpt-5"]
+                                     "smoke: ok    GET /v1/models lists gpt-6.1-sol"]
     failure = said.splitlines()[2]
     assert failure.startswith("smoke: FAIL: ")
     assert "codex_error" in failure

@@ -182,7 +182,7 @@ async def test_the_tool_result_reaches_the_model_on_the_next_request(start_real_
         assert expected in seen
     assert seen.index("get_weather") < seen.index("Sunny")
     # A client with tools brings its own agent: its system prompt replaces Codex's.
-    first = upstream.body["input"][0]
+    first = next(item for item in upstream.body["input"] if item["type"] == "message")
     texts = [part.get("text", "") for part in first.get("content") or []]
     assert first["role"] == "developer" and texts[0].startswith("You are a weather bot.")
     assert "Codex" not in texts[0]

@@ -129,6 +129,7 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
             },
             "engine": choose_engine(settings, install.capabilities)
             if install and install.found else settings.engine,
+            "default_model": catalog.default_model,
             "runs": {"active": len(manager.active), "queued": manager.queued,
                      "max_concurrent": settings.max_concurrent},
         }
@@ -159,7 +160,7 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
         except (ValueError, UnicodeDecodeError) as error:
             raise errors.invalid(f"The request body is not valid JSON: {error}", None,
                                  "invalid_json") from None
-        chat = parse_chat_request(body, default_model=settings.codex_model,
+        chat = parse_chat_request(body, default_model=catalog.default_model,
                                   max_image_bytes=settings.max_image_bytes)
         chat = _apply_catalog(chat, body, catalog)
         run = await manager.start(request_nursery(request.scope), chat)

@@ -28,6 +28,7 @@ class CatalogModel:
     efforts: tuple[str, ...] = ()
     default_effort: str | None = None
     listed: bool = True
+    priority: int = 0  # Codex lists (and defaults to) models in this order
 
 
 class CatalogError(ValueError):
@@ -70,6 +71,7 @@ def catalog_models(data: dict[str, Any]) -> list[CatalogModel]:
             default_effort=entry.get("default_reasoning_level")
             if isinstance(entry.get("default_reasoning_level"), str) else None,
             listed=entry.get("visibility") == "list",
+            priority=entry["priority"] if isinstance(entry.get("priority"), int) else 0,
         ))
     return models
 
@@ -94,20 +96,40 @@ def lean_catalog(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "models": models}
 
 
+#: The model codex-cli 0.169.0 runs when nothing says which (its catalog's first): the default
+#: when neither CODEX_MODEL, the user's Codex config nor a readable catalog names one.
+PINNED_DEFAULT_MODEL = "gpt-6.1-sol"
+#: CODEX_MODEL values that mean "whatever Codex itself would run".
+CODEX_OWN_DEFAULT = ("", "default")
+
+
 @dataclass(frozen=True)
 class ModelChoice:
     """What a requested model id means for Codex."""
 
-    codex_model: str  # "default": pass no -m
+    codex_model: str
     effort_from_id: str | None = None  # from an id such as gpt-5.5:high
 
 
 @dataclass
 class ModelCatalog:
-    default_model: str  # CODEX_MODEL
+    configured_model: str  # CODEX_MODEL: a model id, or "" (or "default") for Codex's own
     effort_models: bool = False  # PROXY_EFFORT_MODELS
     models: list[CatalogModel] = field(default_factory=list)
     problem: str | None = None  # why the catalog is missing, if it is
+    user_model: str | None = None  # `model` in the user's Codex config.toml
+
+    @property
+    def default_model(self) -> str:
+        """The model of requests that name none (and of the id `default`), listed first:
+        CODEX_MODEL; else what Codex itself would run: the user's Codex config's `model`, or
+        the catalog's first listed model (Codex's own default), or the pinned version's."""
+        if self.configured_model not in CODEX_OWN_DEFAULT:
+            return self.configured_model
+        if self.user_model:
+            return self.user_model
+        listed = sorted((m for m in self.models if m.listed), key=lambda m: m.priority)
+        return listed[0].slug if listed else PINNED_DEFAULT_MODEL
 
     def _by_slug(self) -> dict[str, CatalogModel]:
         return {model.slug: model for model in self.models}
@@ -127,6 +149,8 @@ class ModelCatalog:
         return rows
 
     def resolve(self, model_id: str) -> ModelChoice:
+        if model_id == "default":
+            return ModelChoice(self.default_model)
         if self.effort_models and ":" in model_id:
             slug, _, effort = model_id.rpartition(":")
             if effort in KNOWN_EFFORTS and slug:

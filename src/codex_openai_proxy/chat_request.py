@@ -122,11 +122,9 @@ class ChatRequest:
         return tuple(image for message in self.messages for image in message.images)
 
     @property
-    def codex_model_arg(self) -> str | None:
-        """The model Codex is told to run; None for `default`, which lets the user's own Codex
-        config choose."""
-        model = self.codex_model or self.model
-        return None if model == "default" else model
+    def codex_model_arg(self) -> str:
+        """The model Codex is told to run."""
+        return self.codex_model or self.model
 
 
 def parse_chat_request(body: Any, *, default_model: str, max_image_bytes: int) -> ChatRequest:

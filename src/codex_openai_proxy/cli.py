@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import trio
 
-from .server import serve_proxy
+from .server import default_model, serve_proxy
 from .settings import SettingsError, load_settings
 
 
@@ -25,11 +25,16 @@ def _find_os_error(error: BaseException) -> OSError | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        settings = load_settings(sys.argv[1:] if argv is None else argv, os.environ)
+        settings = load_settings(argv, os.environ)
     except SettingsError as error:
         print(f"codex-openai-proxy: {error}", file=sys.stderr)
         return 2
+    if "--print-default-model" in argv:
+        logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+        print(trio.run(default_model, settings, os.environ))
+        return 0
     logging.basicConfig(
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -43,6 +43,8 @@ class UserCodexHome:
     mcp_servers: tuple[str, ...] = ()
     #: The login is in the system keyring, which only a child in this very home can read.
     keyring_login: bool = False
+    #: The `model` the user's Codex config chooses, if it chooses one.
+    model: str | None = None
     #: Why `config.toml` could not be read, if it could not.
     problem: str | None = None
 
@@ -65,6 +67,7 @@ def user_codex_home(env: Mapping[str, str]) -> UserCodexHome:
         path=path,
         mcp_servers=tuple(sorted(servers)) if isinstance(servers, dict) else (),
         keyring_login=keyring,
+        model=config["model"] if isinstance(config.get("model"), str) else None,
         problem=problem,
     )
 
@@ -142,6 +145,7 @@ class CodexLocator:
         self.user_home = user_codex_home(self.env)
         if self.user_home.problem:
             log.warning("%s", self.user_home.problem)
+        catalog.user_model = self.user_home.model
         setup = await self.get()
         install = setup.install
         if not install.found or install.path is None:
@@ -159,3 +163,4 @@ class CodexLocator:
         else:
             log.info("Codex's model catalog: %d models, %d listed", len(catalog.models),
                      sum(model.listed for model in catalog.models))
+        log.info("default model: %s", catalog.default_model)

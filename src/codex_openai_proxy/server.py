@@ -77,6 +77,14 @@ async def _handle_signals(server: RunningServer) -> None:
             return
 
 
+async def default_model(settings: Settings, env: Mapping[str, str]) -> str:
+    """The model requests that name none will run, as a proxy started now would find it."""
+    with tempfile.TemporaryDirectory(prefix="codex-openai-proxy-") as runtime_dir:
+        catalog = ModelCatalog(settings.codex_model, settings.effort_models)
+        await CodexLocator(settings, env, Path(runtime_dir)).refresh(catalog)
+        return catalog.default_model
+
+
 async def serve_proxy(
     settings: Settings,
     *,

@@ -124,8 +124,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("port", "PORT", "11435", _port, "TCP port to listen on (0 picks a free one)"),
     Option("api_key", "PROXY_API_KEY", "codex-local-secret", _nonempty,
            "the Bearer key clients must send to /v1/*"),
-    Option("codex_model", "CODEX_MODEL", "gpt-5", _nonempty,
-           "default model, listed first by /v1/models; 'default' lets Codex's own config choose"),
+    Option("codex_model", "CODEX_MODEL", "", _text,
+           "the model of requests that name none, listed first by /v1/models; empty (or "
+           "'default'): the model of your Codex config, else Codex's catalog's first"),
     Option("stream_mode", "PROXY_STREAM_MODE", "incremental", _choice("incremental", "final"),
            "incremental: every agent message as it completes; final: only the last one"),
     Option("engine", "CODEX_ENGINE", "app-server", _choice("exec", "app-server"),
@@ -173,7 +174,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 11435
     api_key: str = "codex-local-secret"
-    codex_model: str = "gpt-5"
+    codex_model: str = ""
     stream_mode: StreamMode = "incremental"
     engine: EngineName = "app-server"
     codex_bin: str = "codex"
@@ -231,12 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             kwargs["metavar"] = option.env
         parser.add_argument(option.flag, **kwargs)
+    parser.add_argument("--print-default-model", action="store_true",
+                        help="print the model requests that name none will run (CODEX_MODEL, "
+                             "or Codex's own default), and exit")
     return parser
 
 
 def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     """Resolve every setting from flags, then the environment, then the default."""
     given = vars(build_parser().parse_args(list(argv)))
+    given.pop("print_default_model")  # an action, not a setting
     values: dict[str, Any] = {}
     for option in OPTIONS:
         raw = given[option.attr]
