@@ -85,7 +85,8 @@ class AppServer:
             "argv": ["app-server", *self.configs], "stdin": self.prompt,
             "requests": self.requests, "instructions": self.instructions,
             "history": self.history, "dynamic_tools": self.dynamic_tools,
-            "codex_home": os.environ.get("CODEX_HOME"), "cwd": os.getcwd(),
+            "codex_home": os.environ.get("CODEX_HOME"), "codex_home_links": self._home_links(),
+            "cwd": os.getcwd(),
             "cwd_entries": sorted(os.listdir(".")),
             "has_proxy_api_key": "PROXY_API_KEY" in os.environ,
             "pgid": os.getpgid(0), "sid": os.getsid(0),
@@ -94,6 +95,15 @@ class AppServer:
         with open(path + ".tmp", "w") as file:
             json.dump(record, file)
         os.replace(path + ".tmp", path)
+
+    @staticmethod
+    def _home_links() -> dict[str, str | None]:
+        """What CODEX_HOME holds: each entry, with the target of a link."""
+        home = Path(os.environ.get("CODEX_HOME", "/nonexistent"))
+        if not home.is_dir():
+            return {}
+        return {entry.name: os.readlink(entry) if entry.is_symlink() else None
+                for entry in sorted(home.iterdir())}
 
     # -- writing -------------------------------------------------------------------------------
 
