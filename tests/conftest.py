@@ -301,10 +301,10 @@ def start_real_proxy(nursery: trio.Nursery, real_codex_bin: str, mock_upstream: 
     """Start a proxy running the real Codex, pointed at `mock_upstream` through CODEX_HOME."""
     from mock_responses import codex_home
 
-    async def start(**settings: Any) -> Proxy:
+    async def start(*, env: dict[str, str] | None = None, **settings: Any) -> Proxy:
         home = codex_home(tmp_path / "codex-home", mock_upstream.url)
         env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(tmp_path),
-               "CODEX_HOME": str(home), "PROXY_API_KEY": API_KEY}
+               "CODEX_HOME": str(home), "PROXY_API_KEY": API_KEY, **(env or {})}
         settings.setdefault("codex_bin", real_codex_bin)
         server = await nursery.start(partial(
             serve_proxy, replace(TEST_SETTINGS, **settings), env=env, handle_signals=False,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -93,22 +95,51 @@ async def test_upstream_failure_is_a_clean_error(start_real_proxy, mock_upstream
     assert events[-1] == "[DONE]" and expected in events[-2]["error"]["message"]
 
 
-async def test_disconnect_while_upstream_hangs_kills_every_codex_process(start_real_proxy,
-                                                                       mock_upstream, engine):
+def group_of(leader: int) -> list[int]:
+    """Every live process in `leader`'s process group (the child's session), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[3]) == leader:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("via", ["native", "node wrapper"])
+async def test_disconnect_while_upstream_hangs_kills_every_codex_process(
+        start_real_proxy, mock_upstream, engine, real_codex_bin, tmp_path, via):
     mock_upstream.scenario = "hang"
-    proxy = await start_real_proxy(engine=engine)
+    codex_bin = real_codex_bin
+    if via == "node wrapper":
+        # A launcher the proxy cannot see through: Codex runs as Node's child, as npm's
+        # wrapper runs it where the proxy finds no native binary.
+        codex_bin = str(tmp_path / "codex-launcher")
+        script = Path(real_codex_bin).resolve()
+        Path(codex_bin).write_text(f'#!/bin/sh\nexec node "{script}" "$@"\n')
+        Path(codex_bin).chmod(0o755)
+    proxy = await start_real_proxy(engine=engine, codex_bin=codex_bin)
     async with open_stream(proxy.client) as s:
         await s.next_event()  # the role chunk: the run has started
         await mock_upstream.wait_for_request()  # Codex is now waiting on the upstream
         [run] = proxy.manager.active
-        wrapper = run.pid
-        native = children_of(wrapper)
-        assert native, "the npm wrapper runs the native binary as its child"
-        assert all(process_state(pid) for pid in [wrapper, *native])
-    for pid in [wrapper, *native]:
+        leader = run.pid
+        exe = os.readlink(f"/proc/{leader}/exe")
+        group = group_of(leader)
+        if via == "native":
+            # The proxy starts the native binary itself: no Node process per run.
+            assert exe.endswith("/bin/codex") and "codex-linux" in exe
+        else:
+            assert os.path.basename(exe).startswith("node")
+            assert children_of(leader), "Node runs the native binary as its child"
+        assert leader in group and all(process_state(pid) for pid in group)
+    for pid in group:
         await wait_dead(pid)
     await proxy.manager.wait_idle()
-    assert process_state(wrapper) is None
+    assert process_state(leader) is None
 
 
 async def test_an_inline_image_reaches_the_upstream(start_real_proxy, mock_upstream, engine):

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -25,9 +28,13 @@ CATALOG_REFRESH_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True)
 class CodexInstall:
-    path: str | None  # resolved executable, None when not found
+    path: str | None  # the executable the proxy runs, None when not found
     capabilities: CodexCapabilities
     problem: str | None = None  # why it cannot be used, for /healthz and the 503
+    #: What the npm package's Node wrapper would have set for its native binary, when the
+    #: proxy runs that binary itself (see `native_binary`).
+    env: Mapping[str, str] = field(default_factory=dict)
+    wrapper: str | None = None  # the npm wrapper CODEX_BIN named, if the binary is run direct
 
     @property
     def found(self) -> bool:
@@ -51,6 +58,44 @@ def resolve_codex(codex_bin: str, env: Mapping[str, str]) -> tuple[str | None, s
     return found, None
 
 
+#: The npm platform package and Rust target of the native binary, by `platform.machine()`
+#: (as the npm package's bin/codex.js chooses them on Linux).
+NATIVE_TARGETS = {
+    "x86_64": ("codex-linux-x64", "x86_64-unknown-linux-musl"),
+    "aarch64": ("codex-linux-arm64", "aarch64-unknown-linux-musl"),
+    "arm64": ("codex-linux-arm64", "aarch64-unknown-linux-musl"),
+}
+
+
+def native_binary(path: str) -> tuple[str, dict[str, str]] | None:
+    """The native Codex binary behind the npm package's Node wrapper, and the environment the
+    wrapper would give it; None if `path` is not that wrapper or the binary is not there.
+
+    The wrapper (`@openai/codex/bin/codex.js`) only finds and starts the binary, but it costs
+    a Node process per run: ~120 ms of CPU and ~130 ms before Codex even starts (measured
+    with codex-cli 0.169.0 on Node 20, where Node stays alive as the binary's parent).
+    """
+    script = Path(path).resolve()
+    if script.name != "codex.js" or script.parent.name != "bin":
+        return None
+    package_root = script.parent.parent
+    target = NATIVE_TARGETS.get(platform.machine())
+    if target is None or sys.platform != "linux":
+        return None
+    package, triple = target
+    # Where bin/codex.js looks (Node's require.resolve of the platform package from the
+    # package's own folder): its node_modules, then beside it in the @openai scope, then its
+    # own vendor folder.
+    for vendor in (package_root / "node_modules" / "@openai" / package / "vendor",
+                   package_root.parent / package / "vendor",
+                   package_root / "vendor"):
+        binary = vendor / triple / "bin" / "codex"
+        if os.access(binary, os.X_OK):
+            return str(binary), {"CODEX_MANAGED_BY_NPM": "1",
+                                 "CODEX_MANAGED_PACKAGE_ROOT": str(package_root)}
+    return None
+
+
 async def _run(argv: list[str], env: Mapping[str, str],
                timeout: float = PROBE_TIMEOUT_S) -> subprocess.CompletedProcess[bytes]:
     # Probes run in a session of their own too, so a timeout kills the npm wrapper's child.
@@ -71,6 +116,10 @@ async def probe_codex(codex_bin: str, env: Mapping[str, str]) -> CodexInstall:
     path, problem = resolve_codex(codex_bin, env)
     if path is None:
         return CodexInstall(None, CodexCapabilities(), problem)
+    wrapper, extra_env = None, {}
+    if (native := native_binary(path)) is not None:
+        wrapper, (path, extra_env) = path, native
+        env = {**env, **extra_env}
     try:
         _, version_text = await _output([path, "--version"], env)
         help_status, help_text = await _output([path, "exec", "--help"], env)
@@ -84,7 +133,7 @@ async def probe_codex(codex_bin: str, env: Mapping[str, str]) -> CodexInstall:
                             f"{help_text.strip()[:300]}. {INSTALL_HINT}")
     capabilities = parse_exec_help(help_text, parse_version(version_text),
                                    app_server=app_status == 0)
-    return CodexInstall(path, capabilities)
+    return CodexInstall(path, capabilities, env=extra_env, wrapper=wrapper)
 
 
 async def read_catalog(path: str, env: Mapping[str, str]) -> dict[str, Any]:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +99,22 @@ class CodexSetup:
     user_home: UserCodexHome
     #: The lean model catalog the proxy wrote, or None when Codex's could not be read.
     catalog_path: Path | None = None
+    #: The environment every Codex child starts with.
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 #: Variables the child must not see: the proxy's own secret is none of Codex's business.
 PRIVATE_ENV = ("PROXY_API_KEY",)
+#: Set for every Codex process. codex-cli 0.169.0's app-server, without a ChatGPT login,
+#: retries its remote control connection once a second for as long as it lives, and logs each
+#: try to its SQLite log (~3 rows a second): idle work a proxy's children never need. The
+#: variable is internal to Codex and may go; without it, that is all that is lost.
+CODEX_ENV = {"CODEX_INTERNAL_APP_SERVER_REMOTE_CONTROL_DISABLED": "1"}
+#: Commands Codex runs at start-up that a proxy does without: `initialize` runs
+#: `lsb_release -a` twice (~40 ms, blocking) only to name the OS in its User-Agent, which it
+#: then takes from /etc/os-release instead. A script of the same name that fails, first on the
+#: child's PATH, saves that; the model never runs commands (Codex's shell tool is off).
+SHIMMED_COMMANDS = ("lsb_release",)
 
 
 class CodexLocator:
@@ -116,8 +129,15 @@ class CodexLocator:
         self._settings = settings
         self._runtime_dir = runtime_dir
         #: The environment every Codex process gets (probes included): the proxy's own, less
-        #: its secrets.
+        #: its secrets, with Codex's start-up shortcuts.
+        shims = runtime_dir / "shims"
+        shims.mkdir(exist_ok=True)
+        for command in SHIMMED_COMMANDS:
+            (shims / command).write_text("#!/bin/sh\nexit 1\n")
+            (shims / command).chmod(0o755)
         self.env = {k: v for k, v in env.items() if k not in PRIVATE_ENV}
+        self.env.update(CODEX_ENV)
+        self.env["PATH"] = os.pathsep.join(filter(None, [str(shims), self.env.get("PATH")]))
         self.install: CodexInstall | None = None
         self.user_home = user_codex_home(self.env)
         self.catalog_path: Path | None = None
@@ -132,7 +152,8 @@ class CodexLocator:
                              self.install.path)
                 else:
                     log.warning("%s", self.install.problem)
-            return CodexSetup(self.install, self.user_home, self.catalog_path)
+            return CodexSetup(self.install, self.user_home, self.catalog_path,
+                              {**self.env, **self.install.env})
 
     def forget(self) -> None:
         self.install = None
@@ -152,7 +173,7 @@ class CodexLocator:
             catalog.models, catalog.problem = [], install.problem or "Codex not found"
         else:
             try:
-                raw = await read_catalog(install.path, self.env)
+                raw = await read_catalog(install.path, setup.env)
                 catalog.models, catalog.problem = catalog_models(raw), None
                 self.catalog_path = write_lean_catalog(raw, self._runtime_dir)
             except (CatalogError, OSError) as error:

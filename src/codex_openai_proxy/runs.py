@@ -31,7 +31,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -286,7 +286,8 @@ class RunManager:
             if settings.log_bodies:
                 log.debug("run %d input:\n%s", run.number, engine_run.describe_input())
             try:
-                await self._spawn_and_drive(run, engine_run, workspace, send, task_status)
+                await self._spawn_and_drive(run, engine_run, workspace, setup.env, send,
+                                        task_status)
             finally:
                 engine_run.release()
         finally:
@@ -294,8 +295,8 @@ class RunManager:
             log.debug("run %d pid=%s ended: %s, exit %s, after %.2fs", run.number, run.pid,
                       run.end_reason, run.returncode, time.monotonic() - run.started_at)
 
-    async def _spawn_and_drive(self, run: Run, engine_run: EngineRun,
-                               workspace: Workspace, send: trio.MemorySendChannel[Output],
+    async def _spawn_and_drive(self, run: Run, engine_run: EngineRun, workspace: Workspace,
+                               env: Mapping[str, str], send: trio.MemorySendChannel[Output],
                                task_status: trio.TaskStatus[Run]) -> None:
         settings = self.settings
         sink = AnswerSink(run, send, self._assembler(run.request), self._notices)
@@ -308,7 +309,7 @@ class RunManager:
             # collection, which then stalled every stream at once (~100 ms at 64 streams; see
             # docs/benchmarks.md).
             async with spawn_child(engine_run.argv, cwd=str(workspace.directory),
-                                   env={**self.locator.env, **engine_run.env},
+                                   env={**env, **engine_run.env},
                                    kill_grace_s=settings.kill_grace_s) as child, send:
                 run.pid = child.pid
                 # The deadline counts from the child's start; a shutdown cancels this too, and

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal
@@ -99,6 +100,20 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _overrides(raw: str) -> tuple[str, ...]:
+    """Space-separated `key=value` Codex config overrides (shell-quoted where a value has
+    spaces): each becomes a `-c key=value`."""
+    try:
+        items = tuple(shlex.split(raw))
+    except ValueError as error:
+        raise ValueError(f"cannot be split into key=value items: {error}") from None
+    for item in items:
+        key, equals, _ = item.partition("=")
+        if not equals or not key:
+            raise ValueError(f"{item!r} is not key=value")
+    return items
+
+
 def _log_level(raw: str) -> str:
     return _choice("debug", "info", "warning", "error", "critical")(raw).upper()
 
@@ -150,6 +165,9 @@ OPTIONS: tuple[Option, ...] = (
            "largest decoded inline image accepted (400 above)"),
     Option("codex_login_method", "CODEX_LOGIN_METHOD", "chatgpt", _text,
            "passed as -c forced_login_method=...; empty passes nothing"),
+    Option("codex_config", "PROXY_CODEX_CONFIG", "", _overrides,
+           "Codex config overrides for the app-server children, applied after the proxy's own "
+           "(so they win): space-separated key=value items, e.g. 'features.hooks=true'"),
     Option("reasoning_summary", "PROXY_REASONING_SUMMARY", "auto",
            _choice("auto", "concise", "detailed", "none"),
            "reasoning summaries asked of the model (app-server), sent as reasoning_content"),
@@ -186,6 +204,7 @@ class Settings:
     max_body_mb: float = 16.0
     max_image_mb: float = 20.0
     codex_login_method: str = "chatgpt"
+    codex_config: tuple[str, ...] = ()
     reasoning_summary: str = "auto"
     keepalive_s: float = 15.0
     effort_models: bool = False

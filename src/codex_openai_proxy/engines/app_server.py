@@ -74,9 +74,29 @@ LEAN_OVERRIDES: tuple[tuple[str, str], ...] = (
     ("include_environment_context", "false"),
     ("include_permissions_instructions", "false"),
     ("include_collaboration_mode_instructions", "false"),
-    # Work Codex does for each thread that a proxy never needs: a login-shell snapshot
-    # (`bash -lc` of the user's ~/.bashrc; ~250 ms of CPU per thread).
+    # Work Codex does for each process or thread that a proxy never needs, each checked on
+    # 0.169.0 with strace and the mock's request log (see the README, "A lean Codex"): a
+    # login-shell snapshot (`bash -lc` of the user's ~/.bashrc, per thread; ~50-250 ms of
+    # CPU), the plugin sync (`git ls-remote` of openai/plugins, then GitHub's and ChatGPT's
+    # APIs, per process), tool suggestions, analytics events, installing the bundled skills,
+    # feedback log capture, memories, the user's hooks and notify program (they would fire
+    # on every API request), telemetry export, history.jsonl, the update check, and
+    # AGENTS.md project docs (the working folder is empty anyway).
     ("features.shell_snapshot", "false"),
+    ("features.plugins", "false"),
+    ("features.tool_suggest", "false"),
+    ("analytics.enabled", "false"),
+    ("skills.bundled.enabled", "false"),
+    ("feedback.enabled", "false"),
+    ("features.memories", "false"),
+    ("features.hooks", "false"),
+    ("notify", "[]"),
+    ("otel.exporter", '"none"'),
+    ("otel.trace_exporter", '"none"'),
+    ("otel.metrics_exporter", '"none"'),
+    ("history.persistence", '"none"'),
+    ("check_for_update_on_startup", "false"),
+    ("project_doc_max_bytes", "0"),
 )
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -88,7 +108,8 @@ def app_server_argv(codex_bin: str, *, login_method: str,
     return [codex_bin, "app-server", *config_args([*overrides, *login_overrides(login_method)])]
 
 
-def lean_overrides(setup: CodexSetup) -> list[tuple[str, str]]:
+def lean_overrides(setup: CodexSetup,
+                   settings_overrides: Sequence[str] = ()) -> list[tuple[str, str]]:
     """Everything `codex app-server` is started with, for any request: the argv does not
     depend on the request, so a child can be started before one arrives."""
     overrides = list(LEAN_OVERRIDES)
@@ -102,7 +123,8 @@ def lean_overrides(setup: CodexSetup) -> list[tuple[str, str]]:
         else:
             log.warning("cannot switch off the MCP server %r for Codex runs: its name needs "
                         "quoting", name)
-    return overrides
+    # The operator's own, last: a later override of a key wins.
+    return overrides + [tuple(item.split("=", 1)) for item in settings_overrides]
 
 
 class AppServerRun:
@@ -146,7 +168,7 @@ class AppServerRun:
         self._rollout_written = len(text.encode("utf-8"))
         self.argv = app_server_argv(setup.install.path or settings.codex_bin,
                                     login_method=settings.codex_login_method,
-                                    overrides=lean_overrides(setup))
+                                    overrides=lean_overrides(setup, settings.codex_config))
         self.env: Mapping[str, str] = {"CODEX_HOME": str(home)}
         self._interrupt_wait_s = min(INTERRUPT_WAIT_S, settings.kill_grace_s)
         self._reply_timeout_s = settings.reply_timeout_s
