@@ -123,9 +123,11 @@ def fake_codex(tmp_path: Path) -> FakeCodex:
 
 # -- the proxy ---------------------------------------------------------------------------------
 
+#: Warm spares are off unless a test asks for them (tests/test_spares.py): the other tests
+#: count the fake Codex's runs, and test the path of a child of the request's own.
 TEST_SETTINGS = Settings(
     host="127.0.0.1", port=0, api_key=API_KEY, kill_grace_s=0.5, queue_timeout_s=5,
-    request_timeout_s=30, engine="exec",
+    request_timeout_s=30, engine="exec", warm_children=0,
 )
 
 

@@ -133,6 +133,36 @@ AWAITED_REQUEST: dict[Phase, str] = {
 }
 
 
+#: The id of `initialize`, the first request on any child.
+INITIALIZE_ID = 1
+INITIALIZED = {"method": "initialized"}
+
+
+def initialize_request() -> dict[str, Any]:
+    return {"id": INITIALIZE_ID, "method": "initialize", "params": {
+        "clientInfo": {"name": "codex-openai-proxy", "title": "codex-openai-proxy",
+                       "version": __version__},
+        # Dynamic (client-defined) tools are an experimental part of the API.
+        "capabilities": {"experimentalApi": True},
+    }}
+
+
+def initialize_outcome(line: str) -> str | None:
+    """Whether `line` answers `initialize_request`: "ok", or the error's text if Codex refused
+    it; None for any other line (notifications that come first)."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("id") != INITIALIZE_ID \
+            or "method" in message:
+        return None
+    error = message.get("error")
+    if error is None:
+        return "ok"
+    return str(error.get("message") if isinstance(error, dict) else error)
+
+
 class ProtocolMisuse(RuntimeError):
     """The session was asked to do something its phase does not allow: a bug in the caller."""
 
@@ -177,15 +207,17 @@ class AppServerSession:
 
     # -- what to send ---------------------------------------------------------------------------
 
-    def start(self) -> list[dict[str, Any]]:
-        """IDLE only: the first message, `initialize`."""
+    def start(self, *, initialized: bool = False) -> list[dict[str, Any]]:
+        """IDLE only: the first messages: `initialize`; or, for a child that went through
+        `initialize` already (a warm spare, see `initialize_request`), `thread/resume`."""
         self._advance(Step.START)
-        return [self._request("initialize", {
-            "clientInfo": {"name": "codex-openai-proxy", "title": "codex-openai-proxy",
-                           "version": __version__},
-            # Dynamic (client-defined) tools are an experimental part of the API.
-            "capabilities": {"experimentalApi": True},
-        })]
+        if initialized:
+            self._next_id = INITIALIZE_ID + 1
+            self._advance(Step.INITIALIZED)
+            return [self._thread_resume()]
+        self._pending[INITIALIZE_ID] = "initialize"
+        self._next_id = INITIALIZE_ID + 1
+        return [initialize_request()]
 
     def interrupt(self) -> list[dict[str, Any]]:
         """Any phase: ask Codex to stop the turn (before any signal is sent). Only a running
@@ -274,7 +306,7 @@ class AppServerSession:
         result = result if isinstance(result, dict) else {}
         if method == "initialize" and self.phase is Phase.INITIALIZING:
             self._advance(Step.INITIALIZED)
-            return [{"method": "initialized"}, self._thread_resume()], []
+            return [INITIALIZED, self._thread_resume()], []
         if method == "thread/resume" and self.phase is Phase.OPENING_THREAD:
             self.thread_id = _get(result, "thread", "id")
             if not self.thread_id:

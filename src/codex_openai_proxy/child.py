@@ -1,6 +1,8 @@
 """A Codex child process whose whole process group is always stopped and reaped.
 
-`spawn_child` is the only way the proxy starts a process. However the block using the child
+`start_child` is the only way the proxy starts a process, and a started child always has one
+owner that stops it: `owning(child)` for a request (`spawn_child` is the two together), or the
+pool of warm spares until a request takes one (see `spares.py`). However the owner's block
 ends (normally, by an exception, or by cancellation: client disconnect, timeout, shutdown),
 leaving it runs `Child.stop` under a shield:
 
@@ -24,10 +26,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import trio
 
@@ -41,10 +46,27 @@ class LineTooLong(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class ChildLaunch:
+    """How a child is started: its command line, working directory and whole environment."""
+
+    argv: Sequence[str]
+    cwd: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    #: A directory that belongs to the child (its Codex home, its working directory), removed
+    #: once the child has been stopped.
+    owned_dir: Path | None = None
+
+
 class Child:
-    def __init__(self, process: trio.Process) -> None:
+    def __init__(self, process: trio.Process, launch: ChildLaunch) -> None:
         self.process = process
+        self.launch = launch
         self.pid = process.pid
+        #: Whether the child has been through its engine's start-up handshake already (a warm
+        #: spare): set by whoever warmed it up.
+        self.warmed = False
+        self._reaped = False
         self._pidfd = os.pidfd_open(process.pid)
         self._stderr_tail = bytearray()
         self._stdout_buffer = bytearray()
@@ -80,7 +102,7 @@ class Child:
     def stderr_tail(self) -> str:
         return self._stderr_tail.decode("utf-8", "replace")
 
-    async def _drain_stderr(self) -> None:
+    async def drain_stderr(self) -> None:
         # Codex writes banners, warnings and logs to stderr. Draining it concurrently keeps the
         # child from blocking on a full pipe; its tail explains failures.
         while data := await self._stderr.receive_some(65536):
@@ -124,7 +146,10 @@ class Child:
             os.killpg(self.pid, signum)
 
     async def stop(self, kill_grace_s: float) -> None:
-        """Stop the group and reap the leader (see the module docstring). Call it shielded."""
+        """Stop the group and reap the leader (see the module docstring). Call it shielded;
+        once the child is reaped, it does nothing."""
+        if self._reaped:
+            return
         if self.exit_status() is None:
             self._signal_group(signal.SIGINT)
             with trio.move_on_after(kill_grace_s):
@@ -133,34 +158,43 @@ class Child:
         # SIGKILL cannot be ignored, so this wait is short.
         await self.wait_exit()
         await self.process.wait()
+        self._reaped = True
         os.close(self._pidfd)
 
+    async def close(self) -> None:
+        """After `stop`: close the pipes and remove the child's own directory."""
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream is not None:
+                await stream.aclose()
+        if self.launch.owned_dir is not None:
+            shutil.rmtree(self.launch.owned_dir, ignore_errors=True)
 
-@asynccontextmanager
-async def spawn_child(
-    argv: Sequence[str],
-    *,
-    cwd: str,
-    env: Mapping[str, str],
-    kill_grace_s: float,
-) -> AsyncIterator[Child]:
-    """Start `argv` in a new session (its own process group) with pipes on all three streams.
+
+async def start_child(launch: ChildLaunch) -> Child:
+    """Start the child in a new session (its own process group) with pipes on all three
+    streams. The caller owns it from here: `owning` it, or stopping and closing it itself.
 
     Raises OSError if the program cannot be started (missing, not executable).
     """
     process = await trio.lowlevel.open_process(
-        list(argv),
+        list(launch.argv),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
-        cwd=cwd,
-        env=dict(env),
+        cwd=str(launch.cwd),
+        env=dict(launch.env),
     )
-    child = Child(process)
+    return Child(process, launch)
+
+
+@asynccontextmanager
+async def owning(child: Child, kill_grace_s: float) -> AsyncIterator[Child]:
+    """Own a started child for the block: its stderr drained meanwhile; at the end, whatever
+    ends the block, the child stopped and reaped, its pipes closed, its directory removed."""
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(child._drain_stderr)
+            nursery.start_soon(child.drain_stderr)
             try:
                 yield child
             finally:
@@ -172,6 +206,13 @@ async def spawn_child(
                 nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
-            for stream in (process.stdin, process.stdout, process.stderr):
-                if stream is not None:
-                    await stream.aclose()
+            await child.stop(kill_grace_s)  # if the block never began
+            await child.close()
+
+
+@asynccontextmanager
+async def spawn_child(launch: ChildLaunch, *, kill_grace_s: float) -> AsyncIterator[Child]:
+    """`start_child`, owned for the block."""
+    child = await start_child(launch)
+    async with owning(child, kill_grace_s):
+        yield child

@@ -46,6 +46,8 @@ class UserCodexHome:
     keyring_login: bool = False
     #: The `model` the user's Codex config chooses, if it chooses one.
     model: str | None = None
+    #: The model provider it chooses (Codex's default: `openai`).
+    model_provider: str = "openai"
     #: Why `config.toml` could not be read, if it could not.
     problem: str | None = None
 
@@ -69,6 +71,8 @@ def user_codex_home(env: Mapping[str, str]) -> UserCodexHome:
         mcp_servers=tuple(sorted(servers)) if isinstance(servers, dict) else (),
         keyring_login=keyring,
         model=config["model"] if isinstance(config.get("model"), str) else None,
+        model_provider=config["model_provider"]
+        if isinstance(config.get("model_provider"), str) else "openai",
         problem=problem,
     )
 
@@ -101,6 +105,8 @@ class CodexSetup:
     catalog_path: Path | None = None
     #: The environment every Codex child starts with.
     env: Mapping[str, str] = field(default_factory=dict)
+    #: Counts the refreshes (SIGHUP): what was set up before one is not used after it.
+    generation: int = 0
 
 
 #: Variables the child must not see: the proxy's own secret is none of Codex's business.
@@ -141,6 +147,7 @@ class CodexLocator:
         self.install: CodexInstall | None = None
         self.user_home = user_codex_home(self.env)
         self.catalog_path: Path | None = None
+        self.generation = 0
         self._lock = trio.Lock()
 
     async def get(self) -> CodexSetup:
@@ -153,16 +160,21 @@ class CodexLocator:
                 else:
                     log.warning("%s", self.install.problem)
             return CodexSetup(self.install, self.user_home, self.catalog_path,
-                              {**self.env, **self.install.env})
+                              {**self.env, **self.install.env}, self.generation)
 
     def forget(self) -> None:
         self.install = None
+
+    def install_path(self) -> str:
+        """The Codex the proxy runs (for messages): the one found, else CODEX_BIN."""
+        return (self.install.path if self.install else None) or self._settings.codex_bin
 
     async def refresh(self, catalog: ModelCatalog) -> None:
         """Read the user's Codex home and Codex's model catalog again; fill `catalog` (for
         /v1/models) and write the lean catalog children run with. If the catalog cannot be
         read, CODEX_MODEL stays alone in /v1/models, children run with Codex's own catalog,
         and the log says why."""
+        self.generation += 1
         self.user_home = user_codex_home(self.env)
         if self.user_home.problem:
             log.warning("%s", self.user_home.problem)

@@ -7,7 +7,9 @@ resumes it: every request of one conversation reaches the backend under one cach
 
 What codex-cli 0.169.0 needs of the file (each line a JSON object with `timestamp` and `type`):
 
-* `session_meta`: `id`, `timestamp`, `cwd`, `originator`, `cli_version`; `base_instructions`
+* `session_meta`: `id`, `timestamp`, `cwd`, `originator`, `cli_version`, `model_provider`
+  (the user's, as Codex would record it; a home with any state refuses a thread without
+  one, and a warm spare's home has); `base_instructions`
   (the client's instructions; without it Codex's own system prompt comes back) and
   `dynamic_tools` (a resumed thread takes its tools from here only).
 * `turn_context`: `cwd`, `approval_policy`, `sandbox_policy`, `model` (else the line is
@@ -45,6 +47,7 @@ def rollout_text(
     timestamp: str,
     cwd: str,
     model: str | None,
+    model_provider: str,
     instructions: str,
     dynamic_tools: Sequence[dict[str, Any]],
     history: Sequence[dict[str, Any]],
@@ -55,6 +58,8 @@ def rollout_text(
         {"timestamp": timestamp, "type": "session_meta", "payload": {
             "id": conversation_id, "timestamp": timestamp, "cwd": cwd,
             "originator": ORIGINATOR, "cli_version": cli_version,
+            # A home that has seen any thread (a warm spare's) refuses one without it.
+            "model_provider": model_provider,
             "base_instructions": {"text": instructions},
             "dynamic_tools": list(dynamic_tools)}},
         {"timestamp": timestamp, "type": "turn_context", "payload": {

@@ -31,7 +31,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -41,11 +41,12 @@ import trio
 from . import errors
 from .answer import AnswerAssembler, Failed, Finished, Output, codex_failure_error
 from .chat_request import ChatRequest
-from .child import Child, LineTooLong, spawn_child
+from .child import Child, LineTooLong, owning, spawn_child
 from .codex_events import CodexEvent, Notice, Usage, failure
 from .codex_setup import CodexLocator
 from .engines import EngineRun, Workspace, prepare_run
 from .settings import EngineName, Settings
+from .spares import SparePool
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +177,11 @@ class AnswerSink:
 
 
 class RunManager:
-    def __init__(self, settings: Settings, locator: CodexLocator) -> None:
+    def __init__(self, settings: Settings, locator: CodexLocator,
+                 spares: SparePool | None = None) -> None:
         self.settings = settings
         self.locator = locator
+        self.spares = spares
         self._slots = trio.CapacityLimiter(settings.max_concurrent)
         self._queued: set[trio.CancelScope] = set()
         self._queue_changed = trio.Event()
@@ -200,6 +203,8 @@ class RunManager:
     def close(self) -> None:
         """Refuse new runs and stop every queued and running one (server shutdown)."""
         self.closing = True
+        if self.spares is not None:
+            self.spares.close()
         for scope in list(self._queued):
             scope.cancel()
         for run in list(self.active):
@@ -286,8 +291,7 @@ class RunManager:
             if settings.log_bodies:
                 log.debug("run %d input:\n%s", run.number, engine_run.describe_input())
             try:
-                await self._spawn_and_drive(run, engine_run, workspace, setup.env, send,
-                                        task_status)
+                await self._spawn_and_drive(run, engine_run, workspace, send, task_status)
             finally:
                 engine_run.release()
         finally:
@@ -296,11 +300,14 @@ class RunManager:
                       run.end_reason, run.returncode, time.monotonic() - run.started_at)
 
     async def _spawn_and_drive(self, run: Run, engine_run: EngineRun, workspace: Workspace,
-                               env: Mapping[str, str], send: trio.MemorySendChannel[Output],
+                               send: trio.MemorySendChannel[Output],
                                task_status: trio.TaskStatus[Run]) -> None:
         settings = self.settings
         sink = AnswerSink(run, send, self._assembler(run.request), self._notices)
         child: Child | None = None
+        spare = None
+        if self.spares is not None and engine_run.spare_key is not None:
+            spare = await self.spares.take(engine_run.spare_key)
         try:
             # Plain `async with`, not an AsyncExitStack: a run ends with a Cancelled passing
             # through here (the request's nursery stops the child once the answer is out), and
@@ -308,9 +315,9 @@ class RunManager:
             # held each finished run (frames, tasks, pipes: ~250 objects) until a full garbage
             # collection, which then stalled every stream at once (~100 ms at 64 streams; see
             # docs/benchmarks.md).
-            async with spawn_child(engine_run.argv, cwd=str(workspace.directory),
-                                   env={**env, **engine_run.env},
-                                   kill_grace_s=settings.kill_grace_s) as child, send:
+            async with (owning(spare, settings.kill_grace_s) if spare is not None
+                        else spawn_child(engine_run.launch(workspace),
+                                         kill_grace_s=settings.kill_grace_s)) as child, send:
                 run.pid = child.pid
                 # The deadline counts from the child's start; a shutdown cancels this too, and
                 # either way the answer ends with an error before the child is stopped.
@@ -343,7 +350,7 @@ class RunManager:
                 raise  # Codex did start: this is no failure to start it
             self.locator.forget()
             raise errors.codex_unavailable(
-                f"Could not start the Codex CLI {engine_run.argv[0]!r}: "
+                f"Could not start the Codex CLI {self.locator.install_path()!r}: "
                 f"{error.strerror or error}. Install it with `npm i -g @openai/codex` or set "
                 "CODEX_BIN to its path."
             ) from None

@@ -25,8 +25,10 @@ from hypercorn.config import Config as HypercornConfig
 from .app import create_app
 from .catalog import ModelCatalog
 from .codex_setup import CodexLocator
+from .engines import spare_launcher
 from .runs import RunManager
 from .settings import Settings
+from .spares import SparePool
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,12 @@ class RunningServer:
         self._stop.set()
 
     async def reload_catalog(self) -> None:
-        """Read Codex's model catalog again (SIGHUP does this)."""
+        """Read Codex's model catalog and the user's Codex home again (SIGHUP does this); the
+        warm spares started before are replaced."""
         await self.locator.refresh(self.catalog)
+        if self.manager.spares is not None and not self.manager.closing:
+            self.manager.spares.use(spare_launcher(await self.locator.get(),
+                                                   self.manager.settings))
 
 
 def hypercorn_config(settings: Settings) -> HypercornConfig:
@@ -103,7 +109,11 @@ async def _serve(settings: Settings, env: dict[str, str], runtime_dir: Path,
     locator = CodexLocator(settings, env, runtime_dir)
     catalog = ModelCatalog(settings.codex_model, settings.effort_models)
     await locator.refresh(catalog)
-    manager = RunManager(settings, locator)
+    spares = None
+    if settings.warm_children:
+        spares = SparePool(settings.warm_children, runtime_dir, kill_grace_s=settings.kill_grace_s,
+                           warm_up_timeout_s=settings.reply_timeout_s)
+    manager = RunManager(settings, locator, spares)
     app = create_app(settings, manager, locator, catalog)
     server = RunningServer([], manager, catalog, locator)
 
@@ -114,6 +124,9 @@ async def _serve(settings: Settings, env: dict[str, str], runtime_dir: Path,
     async with trio.open_nursery() as nursery:
         if handle_signals:
             nursery.start_soon(_handle_signals, server)
+        if spares is not None:
+            await nursery.start(spares.run)
+            spares.use(spare_launcher(await locator.get(), settings))
 
         async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
             await hypercorn.trio.serve(app, hypercorn_config(settings),

@@ -36,6 +36,13 @@ def _int(raw: str) -> int:
         raise ValueError("must be a whole number") from None
 
 
+def _count(raw: str) -> int:
+    value = _int(raw)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 def _positive_int(raw: str) -> int:
     value = _int(raw)
     if value < 1:
@@ -157,6 +164,8 @@ OPTIONS: tuple[Option, ...] = (
            "time between SIGINT and SIGKILL when a run is stopped"),
     Option("max_concurrent", "PROXY_MAX_CONCURRENT", "4", _positive_int,
            "Codex children allowed at once"),
+    Option("warm_children", "PROXY_WARM_CHILDREN", "2", _count,
+           "app-server children kept started and initialized ahead of demand (0: none)"),
     Option("queue_timeout_s", "PROXY_QUEUE_TIMEOUT_S", "30", _seconds_or_zero,
            "longest a request waits for a free slot before a 429"),
     Option("max_body_mb", "PROXY_MAX_BODY_MB", "16", _megabytes,
@@ -200,6 +209,7 @@ class Settings:
     reply_timeout_s: float = 30.0
     kill_grace_s: float = 2.0
     max_concurrent: int = 4
+    warm_children: int = 2
     queue_timeout_s: float = 30.0
     max_body_mb: float = 16.0
     max_image_mb: float = 20.0

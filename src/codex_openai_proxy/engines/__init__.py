@@ -8,8 +8,8 @@ child prints. The arrows run one way: runs -> engines -> protocol -> events; an 
 sees the run, only the child and an `EventSink` to hand the run's events to.
 
     run = prepare_run(request, install, settings, workspace)   # argv and plan, no I/O
-    async with spawn_child(run.argv, ...) as child:             # runs.py
-        await run.drive(child, sink)                            # the engine's loop
+    async with spawn_child(run.launch(workspace), ...) as child:  # runs.py (or a warm spare)
+        await run.drive(child, sink)                               # the engine's loop
 
 Engines:
 
@@ -27,11 +27,13 @@ from ..chat_request import ChatRequest
 from ..codex_cli import CodexCapabilities
 from ..codex_setup import CodexSetup
 from ..settings import EngineName, Settings
+from . import app_server
 from .app_server import AppServerRun
-from .base import EngineRun, EventSink, Workspace
+from .base import EngineRun, EventSink, SpareLauncher, Workspace
 from .exec import ExecRun
 
-__all__ = ["EngineRun", "EventSink", "Workspace", "choose_engine", "prepare_run"]
+__all__ = ["EngineRun", "EventSink", "SpareLauncher", "Workspace", "choose_engine",
+           "prepare_run", "spare_launcher"]
 
 
 def choose_engine(settings: Settings, capabilities: CodexCapabilities,
@@ -55,4 +57,13 @@ def prepare_run(request: ChatRequest, setup: CodexSetup, settings: Settings,
     """The run of `request` on the engine that suits it, with Codex's setup captured now."""
     if choose_engine(settings, setup.install.capabilities, request) == "exec":
         return ExecRun(request, setup, settings, workspace)
-    return AppServerRun(request, setup, settings, workspace)
+    return AppServerRun(request, setup, settings)
+
+
+def spare_launcher(setup: CodexSetup, settings: Settings) -> SpareLauncher | None:
+    """How to start warm spares for the runs to come, if they can use any: app-server
+    children, when app-server is the engine most runs take."""
+    if not setup.install.found or choose_engine(settings, setup.install.capabilities) != (
+            "app-server"):
+        return None
+    return app_server.spare_launcher(setup, settings)

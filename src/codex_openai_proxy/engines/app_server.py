@@ -29,21 +29,30 @@ import logging
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from ..app_server_protocol import AppServerSession, DynamicTool, TurnPlan, encode
+from ..app_server_protocol import (
+    INITIALIZED,
+    AppServerSession,
+    DynamicTool,
+    TurnPlan,
+    encode,
+    initialize_outcome,
+    initialize_request,
+)
 from ..chat_request import ChatRequest
-from ..child import Child
+from ..child import Child, ChildLaunch
 from ..codex_cli import config_args, login_overrides, toml_string
 from ..codex_setup import CodexSetup, make_child_home
 from ..native_history import conversation_id, native_conversation
 from ..rollout import rollout_path, rollout_text
 from ..settings import EngineName, Settings
-from .base import EventSink, Workspace
+from .base import EventSink, SpareLauncher, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -127,51 +136,77 @@ def lean_overrides(setup: CodexSetup,
     return overrides + [tuple(item.split("=", 1)) for item in settings_overrides]
 
 
+def launch_key(setup: CodexSetup, settings: Settings) -> Hashable:
+    """What a child's start depends on: children started with equal keys are interchangeable
+    (and a spare serves only a run with its key). The catalog's generation is part of it, so
+    spares started before a SIGHUP never serve a run after it."""
+    return (tuple(app_server_argv(setup.install.path or settings.codex_bin,
+                                  login_method=settings.codex_login_method,
+                                  overrides=lean_overrides(setup, settings.codex_config))),
+            tuple(sorted(setup.env.items())), setup.user_home, setup.generation)
+
+
+def child_launch(setup: CodexSetup, settings: Settings, directory: Path) -> ChildLaunch:
+    """How an app-server child starts, whatever it will serve: in `directory` (made here), its
+    empty working folder and its own Codex home. Nothing in it depends on a request, so a
+    child can be started before one arrives."""
+    directory.mkdir(mode=0o700)
+    work = directory / "work"
+    work.mkdir()
+    if setup.user_home.keyring_login:
+        # A keyring login is only found from the user's own home (see codex_setup.py).
+        home = setup.user_home.path
+    else:
+        home = make_child_home(setup.user_home, directory / "codex-home")
+    argv = app_server_argv(setup.install.path or settings.codex_bin,
+                           login_method=settings.codex_login_method,
+                           overrides=lean_overrides(setup, settings.codex_config))
+    return ChildLaunch(tuple(argv), work, {**setup.env, "CODEX_HOME": str(home)}, directory)
+
+
+async def warm_up(child: Child) -> None:
+    """`initialize` a child ahead of demand (a warm spare): a run then starts at its thread."""
+    await child.send(encode(initialize_request()))
+    while (line := await child.read_line()) is not None:
+        outcome = initialize_outcome(line)
+        if outcome == "ok":
+            await child.send(encode(INITIALIZED))
+            child.warmed = True
+            return
+        if outcome is not None:
+            raise WarmUpFailed(f"Codex app-server refused initialize: {outcome}")
+    raise WarmUpFailed(f"Codex app-server exited during initialize: {child.stderr_tail()[-300:]}")
+
+
+class WarmUpFailed(Exception):
+    pass
+
+
+def spare_launcher(setup: CodexSetup, settings: Settings) -> SpareLauncher:
+    return SpareLauncher(key=launch_key(setup, settings),
+                         launch=partial(child_launch, setup, settings), warm_up=warm_up)
+
+
 class AppServerRun:
     engine: EngineName = "app-server"
 
-    def __init__(self, request: ChatRequest, setup: CodexSetup, settings: Settings,
-                 workspace: Workspace) -> None:
-        conversation = native_conversation(request.messages)
-        tools = [DynamicTool(tool.name, tool.description, tool.parameters)
-                 for tool in request.offered_tools]
-        thread_id = conversation_id(request.messages)
-        cwd = str(workspace.directory)
-        self.plan = TurnPlan(
-            thread_id=thread_id, cwd=cwd, model=request.codex_model_arg,
-            effort=request.reasoning_effort,
-            summary=None if settings.reasoning_summary == "none" else settings.reasoning_summary,
-            output_schema=request.output_schema, tools=tools,
-        )
-        self._input = conversation
-        if setup.user_home.keyring_login:
-            # A keyring login is only found from the user's own home (see codex_setup.py).
-            home, self._leftover = setup.user_home.path, setup.user_home.path / rollout_path(
-                thread_id)
-        else:
-            home, self._leftover = make_child_home(setup.user_home,
-                                                   workspace.private / "codex-home"), None
-        self.rollout = home / rollout_path(thread_id)
-        text = rollout_text(
-            thread_id, timestamp=_now_iso(), cwd=cwd, model=request.codex_model_arg,
-            instructions=conversation.instructions,
-            dynamic_tools=[{"type": "function", "name": tool.name,
-                            "description": tool.description, "inputSchema": tool.input_schema}
-                           for tool in tools],
-            history=conversation.items,
-            cli_version=setup.install.capabilities.version or "0.0.0",
-        )
-        self.rollout.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.rollout.with_suffix(".partial")
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(self.rollout)
-        self._rollout_written = len(text.encode("utf-8"))
-        self.argv = app_server_argv(setup.install.path or settings.codex_bin,
-                                    login_method=settings.codex_login_method,
-                                    overrides=lean_overrides(setup, settings.codex_config))
-        self.env: Mapping[str, str] = {"CODEX_HOME": str(home)}
+    def __init__(self, request: ChatRequest, setup: CodexSetup, settings: Settings) -> None:
+        self._setup = setup
+        self._settings = settings
+        self._request = request
+        self._input = native_conversation(request.messages)
+        self._tools = [DynamicTool(tool.name, tool.description, tool.parameters)
+                       for tool in request.offered_tools]
+        self._thread_id = conversation_id(request.messages)
+        self.spare_key = launch_key(setup, settings)
+        self._leftover: Path | None = None
         self._interrupt_wait_s = min(INTERRUPT_WAIT_S, settings.kill_grace_s)
         self._reply_timeout_s = settings.reply_timeout_s
+
+    def launch(self, workspace: Workspace) -> ChildLaunch:
+        launch = child_launch(self._setup, self._settings, workspace.private / "child")
+        # The workspace goes with the run; the child need not remove anything itself.
+        return ChildLaunch(launch.argv, launch.cwd, launch.env)
 
     def describe_input(self) -> str:
         return f"instructions:\n{self._input.instructions}\nitems:\n{self._input.items}"
@@ -180,17 +215,45 @@ class AppServerRun:
         if self._leftover is not None:
             self._leftover.unlink(missing_ok=True)
 
+    def _write_rollout(self, child: Child) -> tuple[TurnPlan, Path, int]:
+        """The turn's plan, and the conversation's rollout file in the child's Codex home."""
+        request, cwd = self._request, str(child.launch.cwd)
+        summary = self._settings.reasoning_summary
+        plan = TurnPlan(
+            thread_id=self._thread_id, cwd=cwd, model=request.codex_model_arg,
+            effort=request.reasoning_effort, summary=None if summary == "none" else summary,
+            output_schema=request.output_schema, tools=self._tools)
+        text = rollout_text(
+            self._thread_id, timestamp=_now_iso(), cwd=cwd, model=request.codex_model_arg,
+            model_provider=self._setup.user_home.model_provider,
+            instructions=self._input.instructions,
+            dynamic_tools=[{"type": "function", "name": tool.name,
+                            "description": tool.description, "inputSchema": tool.input_schema}
+                           for tool in self._tools],
+            history=self._input.items,
+            cli_version=self._setup.install.capabilities.version or "0.0.0",
+        )
+        path = Path(child.launch.env["CODEX_HOME"]) / rollout_path(self._thread_id)
+        if self._setup.user_home.keyring_login:
+            self._leftover = path  # in the user's own home: it must go after the run
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+        return plan, path, len(text.encode("utf-8"))
+
     async def drive(self, child: Child, sink: EventSink) -> None:
         """Hold the JSON-RPC conversation for one turn; relay its events as they come."""
-        session = AppServerSession(self.plan)
-        rollout = RolloutTail(self.rollout, self._rollout_written)
+        plan, rollout_file, written = self._write_rollout(child)
+        session = AppServerSession(plan)
+        rollout = RolloutTail(rollout_file, written)
 
         async def write(messages: list[dict[str, Any]]) -> None:
             for message in messages:
                 await child.send(encode(message))
 
         try:
-            await write(session.start())
+            await write(session.start(initialized=child.warmed))
             phase, reply_deadline, rollout_deadline = None, math.inf, math.inf
             while not sink.answered:
                 # Each step of the handshake gets its own deadline, from the moment it was

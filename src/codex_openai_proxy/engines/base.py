@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..child import Child
+from ..child import Child, ChildLaunch
 from ..codex_events import CodexEvent
 from ..settings import EngineName
 
@@ -41,12 +41,27 @@ class Workspace:
         return cls(root / "work", root / "private")
 
 
+@dataclass(frozen=True)
+class SpareLauncher:
+    """How to start children ahead of demand (warm spares), for the runs whose `spare_key`
+    is `key`: `launch(directory)` says how to start one (in a directory made for it, which
+    goes with the child); `warm_up(child)` takes it through its engine's start-up handshake."""
+
+    key: Hashable
+    launch: Callable[[Path], ChildLaunch]
+    warm_up: Callable[[Child], Awaitable[None]]
+
+
 class EngineRun(Protocol):
     """One request's run on one engine: decided before the child starts, driven after."""
 
     engine: EngineName
-    argv: Sequence[str]
-    env: Mapping[str, str]  # set for the child, over the proxy's own environment
+    #: A warm spare started with this key can serve the run (None: only a child of its own).
+    spare_key: Hashable | None
+
+    def launch(self, workspace: Workspace) -> ChildLaunch:
+        """How to start a child of the run's own, in the run's workspace."""
+        ...
 
     def describe_input(self) -> str:
         """What Codex is given, for the debug log when PROXY_LOG_BODIES is on."""
@@ -57,7 +72,8 @@ class EngineRun(Protocol):
         ...
 
     async def drive(self, child: Child, sink: EventSink) -> None:
-        """Talk to the child until the answer is complete or the child's output ends.
+        """Talk to the child (its own, or a spare, `child.warmed`) until the answer is
+        complete or the child's output ends.
 
         Cancellation (client gone, deadline, shutdown) may arrive at any await; the child is
         stopped by its owner afterwards, so a driver only tidies up its own conversation."""

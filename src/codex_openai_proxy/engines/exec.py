@@ -11,11 +11,11 @@ arguments (exec always runs with approval `never`; effort is `-c model_reasoning
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 from ..chat_request import ChatRequest
-from ..child import Child
+from ..child import Child, ChildLaunch
 from ..codex_cli import CodexCapabilities, config_args, login_overrides, toml_string
 from ..codex_setup import CodexSetup
 from ..exec_protocol import ExecJsonReader, PlainOutputReader
@@ -75,11 +75,12 @@ def write_images(request: ChatRequest, directory: Path) -> list[str]:
 
 class ExecRun:
     engine: EngineName = "exec"
-    env: Mapping[str, str] = {}
+    spare_key: Hashable | None = None  # each run's argv is its own: no spares
 
     def __init__(self, request: ChatRequest, setup: CodexSetup, settings: Settings,
                  workspace: Workspace) -> None:
         install = setup.install
+        self._env = setup.env
         self._capabilities = install.capabilities
         self.prompt = render_prompt(request.messages)
         self.argv = exec_argv(
@@ -88,6 +89,9 @@ class ExecRun:
             login_method=settings.codex_login_method, scratch_dir=str(workspace.directory),
             image_paths=write_images(request, workspace.directory),
         )
+
+    def launch(self, workspace: Workspace) -> ChildLaunch:
+        return ChildLaunch(tuple(self.argv), workspace.directory, self._env)
 
     def describe_input(self) -> str:
         return self.prompt

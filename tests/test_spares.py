@@ -1,0 +1,136 @@
+"""Warm spares: app-server children started and initialized ahead of demand. A request takes
+one and owns it exactly as a child of its own (stopped on disconnect, deadline, shutdown); a
+spare is never reused, a fresh one takes its place, and spares started before a SIGHUP never
+serve a request after it. The fake Codex plays `codex app-server`."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from conftest import chat_body, is_ready, open_stream, process_state, wait_dead
+
+
+@pytest.fixture
+def engine() -> str:
+    return "app-server"
+
+
+def methods(record: dict) -> list[str]:
+    return [request["method"] for request in record["requests"]]
+
+
+async def warm_proxy(start_proxy, scenario: str = "normal", **settings):
+    proxy = await start_proxy(scenario, warm_children=2, **settings)
+    await proxy.manager.spares.wait_ready(2)
+    return proxy
+
+
+async def test_spares_wait_initialized_for_a_request(start_proxy, fake_codex):
+    await warm_proxy(start_proxy)
+    runs = fake_codex.runs()
+    assert len(runs) == 2
+    assert all(methods(run) == ["initialize", "initialized"] for run in runs)
+    assert all(process_state(run["pid"]) for run in runs)
+
+
+async def test_a_request_takes_a_spare_and_a_fresh_one_takes_its_place(start_proxy,
+                                                                       fake_codex):
+    proxy = await warm_proxy(start_proxy)
+    spares = {run["pid"] for run in fake_codex.runs()}
+    response = await proxy.client.post("/v1/chat/completions", json=chat_body())
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == "Hello from fake Codex."
+    await proxy.manager.wait_idle()
+    [served] = [run for run in fake_codex.runs() if "turn/start" in methods(run)]
+    assert served["pid"] in spares
+    # Initialized once, as a spare; the request began at its thread.
+    assert methods(served) == ["initialize", "initialized", "thread/resume", "turn/start"]
+    await wait_dead(served["pid"])  # never reused
+    await proxy.manager.spares.wait_ready(2)
+    assert len(fake_codex.runs()) == 3
+
+
+async def test_a_taken_spare_is_stopped_when_the_client_leaves(start_proxy, fake_codex):
+    proxy = await warm_proxy(start_proxy)
+    spares = {run["pid"] for run in fake_codex.runs()}
+    async with open_stream(proxy.client, chat_body("fake-scenario:grandchild")) as s:
+        await s.wait_for(is_ready)
+        [run] = proxy.manager.active
+        assert run.pid in spares
+        pids = fake_codex.pids(run.pid)
+        assert len(pids) == 2  # the spare and its grandchild
+    for pid in pids:
+        await wait_dead(pid)
+    await proxy.manager.wait_idle()
+
+
+async def test_a_taken_spare_meets_the_deadline(start_proxy, fake_codex):
+    proxy = await warm_proxy(start_proxy, request_timeout_s=1)
+    async with open_stream(proxy.client, chat_body("fake-scenario:hang")) as s:
+        events = await s.read_to_end()
+    assert events[-2]["error"]["code"] == "timeout"
+    await proxy.manager.wait_idle()
+
+
+async def test_shutdown_stops_spares_and_taken_spares(start_proxy, fake_codex):
+    proxy = await warm_proxy(start_proxy)
+    async with open_stream(proxy.client, chat_body("fake-scenario:hang")) as s:
+        await s.wait_for(is_ready)
+        pids = [run["pid"] for run in fake_codex.runs()]
+        proxy.server.shut_down()
+        events = await s.read_to_end()
+    assert events[-2]["error"]["code"] == "shutting_down"
+    for pid in pids:
+        await wait_dead(pid)
+
+
+async def test_spares_from_before_a_reload_serve_nothing_after_it(start_proxy, fake_codex):
+    proxy = await warm_proxy(start_proxy)
+    before = {run["pid"] for run in fake_codex.runs()}
+    await proxy.server.reload_catalog()  # what SIGHUP does
+    for pid in before:
+        await wait_dead(pid)
+    await proxy.manager.spares.wait_ready(2)
+    response = await proxy.client.post("/v1/chat/completions", json=chat_body())
+    assert response.status_code == 200
+    [served] = [run for run in fake_codex.runs() if "turn/start" in methods(run)]
+    assert served["pid"] not in before
+
+
+async def test_a_spare_that_dies_while_idle_is_replaced(start_proxy, fake_codex):
+    proxy = await warm_proxy(start_proxy)
+    victim = fake_codex.runs()[0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    await proxy.manager.spares.wait_ready(1)  # noticed: its output ended
+    await proxy.manager.spares.wait_ready(2)  # replaced (after a short wait)
+    assert len(fake_codex.runs()) == 3
+    response = await proxy.client.post("/v1/chat/completions", json=chat_body())
+    assert response.status_code == 200
+
+
+async def test_no_spares_for_the_exec_engine(start_proxy, fake_codex):
+    proxy = await start_proxy(engine="exec", warm_children=2)
+    response = await proxy.client.post("/v1/chat/completions", json=chat_body())
+    assert response.status_code == 200
+    assert [run["argv"][0] for run in fake_codex.runs()] == ["exec"]
+
+
+@pytest.mark.real_codex
+async def test_a_real_warm_codex_serves_the_same_lean_request(start_real_proxy, mock_upstream):
+    proxy = await start_real_proxy(engine="app-server", warm_children=1)
+    await proxy.manager.spares.wait_ready(1)
+    body = {"model": "gpt-5.5", "messages": [{"role": "system", "content": "Be brief."},
+                                             {"role": "user", "content": "Say hi"}]}
+    for _ in range(2):  # the second comes from the spare started in the first's place
+        await proxy.manager.spares.wait_ready(1)
+        response = await proxy.client.post("/v1/chat/completions", json=body)
+        assert response.status_code == 200, response.text
+        assert response.json()["choices"][0]["message"]["content"] == "Hello from the mock."
+    first, second = mock_upstream.requests
+    assert first.body["prompt_cache_key"] == second.body["prompt_cache_key"]
+    assert first.body["input"] == second.body["input"]
+    assert [item["role"] for item in first.body["input"]] == ["developer", "user"]
+    assert first.tool_names() == []
