@@ -91,10 +91,16 @@ class FakeCodex:
     record_dir: Path
     env: dict[str, str] = field(default_factory=dict)
 
-    def runs(self) -> list[dict[str, Any]]:
-        """What each run recorded (argv, stdin, cwd, ...), oldest first."""
+    def runs(self, *, idle: bool = False) -> list[dict[str, Any]]:
+        """What each run recorded (argv, stdin, cwd, ...), oldest first. App-servers that were
+        only initialized (the seed of the children's Codex homes, warm spares not taken) are
+        left out unless `idle`."""
         records = [json.loads(path.read_text()) | {"pid": int(path.stem)}
                    for path in self.record_dir.glob("*.json")]
+        if not idle:
+            records = [record for record in records if "requests" not in record or any(
+                request.get("method") not in ("initialize", "initialized")
+                for request in record["requests"])]
         return sorted(records, key=lambda record: os.stat(
             self.record_dir / f"{record['pid']}.json").st_mtime_ns)
 

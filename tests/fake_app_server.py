@@ -69,6 +69,7 @@ class AppServer:
         self.scenario = os.environ.get("FAKE_CODEX_SCENARIO", "normal")
         self.answer = os.environ.get("FAKE_CODEX_ANSWER", "Hello from fake Codex.")
         self._record_pids(self.pid)
+        self.home_at_start = self._home_links()  # before this child adds anything
         self._record()
 
     # -- recording -----------------------------------------------------------------------------
@@ -85,7 +86,7 @@ class AppServer:
             "argv": ["app-server", *self.configs], "stdin": self.prompt,
             "requests": self.requests, "instructions": self.instructions,
             "history": self.history, "dynamic_tools": self.dynamic_tools,
-            "codex_home": os.environ.get("CODEX_HOME"), "codex_home_links": self._home_links(),
+            "codex_home": os.environ.get("CODEX_HOME"), "codex_home_links": self.home_at_start,
             "cwd": os.getcwd(),
             "cwd_entries": sorted(os.listdir(".")),
             "has_proxy_api_key": "PROXY_API_KEY" in os.environ,
@@ -147,6 +148,10 @@ class AppServer:
             if method == "initialize":
                 if self.scenario == "stall_initialize":
                     continue
+                # As Codex does the first time it starts in a home: its databases.
+                home = Path(os.environ.get("CODEX_HOME", "/nonexistent"))
+                if home.is_dir() and not (home / "state_5.sqlite").exists():
+                    (home / "state_5.sqlite").write_text("fake database")
                 self.send({"id": request_id, "result": {
                     "userAgent": "codex-openai-proxy/0.169.0 (Debian 12.0.0; x86_64)",
                     "codexHome": os.environ.get("CODEX_HOME", "~/.codex"),

@@ -88,6 +88,8 @@ class RecordedRequest:
 class MockResponses:
     scenario: str = "text"
     delta_delay_s: float = 0.0
+    #: How long the model "thinks" before its first output (after `response.created`).
+    first_output_delay_s: float = 0.0
     answer: tuple[str, ...] = ANSWER_DELTAS
     tool_calls: list[tuple[str, Any]] = field(default_factory=list)  # (name, arguments)
     requests: list[RecordedRequest] = field(default_factory=list)
@@ -128,6 +130,8 @@ class MockResponses:
 
         response_id = f"resp_{len(self.requests)}"
         yield sse({"type": "response.created", "response": {"id": response_id}})
+        if self.first_output_delay_s:
+            await trio.sleep(self.first_output_delay_s)
         if scenario == "hang":
             await trio.sleep_forever()
         if scenario == "failure":

@@ -36,11 +36,13 @@ async def test_a_child_home_links_the_users_settings_and_login_and_nothing_else(
     home = user_home(tmp_path, '[mcp_servers.github]\ncommand = "gh-mcp"\n'
                                '[mcp_servers."odd.name"]\ncommand = "x"\n')
     proxy = await start_proxy()
+    await proxy.server.locator.children_set_up.wait()
     response = await proxy.client.post("/v1/chat/completions", json=chat_body())
     assert response.status_code == 200
     [run] = fake_codex.runs()
     assert run["codex_home_links"] == {"auth.json": str(home / "auth.json"),
                                        "config.toml": str(home / "config.toml"),
+                                       "state_5.sqlite": None,  # the seed's, copied
                                        "sessions": None}
     await proxy.manager.wait_idle()
     assert not Path(run["codex_home"]).exists()  # gone with the run
@@ -87,3 +89,16 @@ def test_an_unreadable_config_is_a_problem_not_a_crash(tmp_path):
     found = user_codex_home({"HOME": str(tmp_path)})
     assert found.problem and "config.toml" in found.problem
     assert found.mcp_servers == () and found.model is None
+
+
+async def test_a_child_home_starts_from_the_seeds_databases(start_proxy, fake_codex, tmp_path):
+    user_home(tmp_path)
+    proxy = await start_proxy()
+    await proxy.server.locator.children_set_up.wait()
+    response = await proxy.client.post("/v1/chat/completions", json=chat_body())
+    assert response.status_code == 200
+    [run] = fake_codex.runs()
+    # The seed child made the databases once; this child's home had copies from its start.
+    assert run["codex_home_links"]["state_5.sqlite"] is None  # a copy, not a link
+    [seed] = [r for r in fake_codex.runs(idle=True) if r["pid"] != run["pid"]]
+    assert "state_5.sqlite" not in seed["codex_home_links"]

@@ -18,6 +18,12 @@ def engine() -> str:
     return "app-server"
 
 
+def spare_runs(fake_codex) -> list[dict]:
+    """The app-servers started, idle ones included, but the seed of the children's homes
+    (the first, which the proxy starts and lets exit before any spare)."""
+    return [run for run in fake_codex.runs(idle=True) if run["argv"][0] == "app-server"][1:]
+
+
 def methods(record: dict) -> list[str]:
     return [request["method"] for request in record["requests"]]
 
@@ -30,7 +36,7 @@ async def warm_proxy(start_proxy, scenario: str = "normal", **settings):
 
 async def test_spares_wait_initialized_for_a_request(start_proxy, fake_codex):
     await warm_proxy(start_proxy)
-    runs = fake_codex.runs()
+    runs = spare_runs(fake_codex)
     assert len(runs) == 2
     assert all(methods(run) == ["initialize", "initialized"] for run in runs)
     assert all(process_state(run["pid"]) for run in runs)
@@ -39,23 +45,23 @@ async def test_spares_wait_initialized_for_a_request(start_proxy, fake_codex):
 async def test_a_request_takes_a_spare_and_a_fresh_one_takes_its_place(start_proxy,
                                                                        fake_codex):
     proxy = await warm_proxy(start_proxy)
-    spares = {run["pid"] for run in fake_codex.runs()}
+    spares = {run["pid"] for run in spare_runs(fake_codex)}
     response = await proxy.client.post("/v1/chat/completions", json=chat_body())
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "Hello from fake Codex."
     await proxy.manager.wait_idle()
-    [served] = [run for run in fake_codex.runs() if "turn/start" in methods(run)]
+    [served] = [run for run in spare_runs(fake_codex) if "turn/start" in methods(run)]
     assert served["pid"] in spares
     # Initialized once, as a spare; the request began at its thread.
     assert methods(served) == ["initialize", "initialized", "thread/resume", "turn/start"]
     await wait_dead(served["pid"])  # never reused
     await proxy.manager.spares.wait_ready(2)
-    assert len(fake_codex.runs()) == 3
+    assert len(spare_runs(fake_codex)) == 3
 
 
 async def test_a_taken_spare_is_stopped_when_the_client_leaves(start_proxy, fake_codex):
     proxy = await warm_proxy(start_proxy)
-    spares = {run["pid"] for run in fake_codex.runs()}
+    spares = {run["pid"] for run in spare_runs(fake_codex)}
     async with open_stream(proxy.client, chat_body("fake-scenario:grandchild")) as s:
         await s.wait_for(is_ready)
         [run] = proxy.manager.active
@@ -79,7 +85,7 @@ async def test_shutdown_stops_spares_and_taken_spares(start_proxy, fake_codex):
     proxy = await warm_proxy(start_proxy)
     async with open_stream(proxy.client, chat_body("fake-scenario:hang")) as s:
         await s.wait_for(is_ready)
-        pids = [run["pid"] for run in fake_codex.runs()]
+        pids = [run["pid"] for run in spare_runs(fake_codex)]
         proxy.server.shut_down()
         events = await s.read_to_end()
     assert events[-2]["error"]["code"] == "shutting_down"
@@ -89,24 +95,24 @@ async def test_shutdown_stops_spares_and_taken_spares(start_proxy, fake_codex):
 
 async def test_spares_from_before_a_reload_serve_nothing_after_it(start_proxy, fake_codex):
     proxy = await warm_proxy(start_proxy)
-    before = {run["pid"] for run in fake_codex.runs()}
+    before = {run["pid"] for run in spare_runs(fake_codex)}
     await proxy.server.reload_catalog()  # what SIGHUP does
     for pid in before:
         await wait_dead(pid)
     await proxy.manager.spares.wait_ready(2)
     response = await proxy.client.post("/v1/chat/completions", json=chat_body())
     assert response.status_code == 200
-    [served] = [run for run in fake_codex.runs() if "turn/start" in methods(run)]
+    [served] = [run for run in spare_runs(fake_codex) if "turn/start" in methods(run)]
     assert served["pid"] not in before
 
 
 async def test_a_spare_that_dies_while_idle_is_replaced(start_proxy, fake_codex):
     proxy = await warm_proxy(start_proxy)
-    victim = fake_codex.runs()[0]["pid"]
+    victim = spare_runs(fake_codex)[0]["pid"]
     os.kill(victim, signal.SIGKILL)
     await proxy.manager.spares.wait_ready(1)  # noticed: its output ended
     await proxy.manager.spares.wait_ready(2)  # replaced (after a short wait)
-    assert len(fake_codex.runs()) == 3
+    assert len(spare_runs(fake_codex)) == 3
     response = await proxy.client.post("/v1/chat/completions", json=chat_body())
     assert response.status_code == 200
 
@@ -116,6 +122,7 @@ async def test_no_spares_for_the_exec_engine(start_proxy, fake_codex):
     response = await proxy.client.post("/v1/chat/completions", json=chat_body())
     assert response.status_code == 200
     assert [run["argv"][0] for run in fake_codex.runs()] == ["exec"]
+    assert proxy.manager.spares.ready == 0
 
 
 @pytest.mark.real_codex

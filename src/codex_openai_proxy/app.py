@@ -132,6 +132,8 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
             "default_model": catalog.default_model,
             "runs": {"active": len(manager.active), "queued": manager.queued,
                      "max_concurrent": settings.max_concurrent},
+            "spares": {"ready": manager.spares.ready if manager.spares else 0,
+                       "size": settings.warm_children},
         }
 
     @app.get("/metrics")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,12 +78,17 @@ def user_codex_home(env: Mapping[str, str]) -> UserCodexHome:
     )
 
 
-def make_child_home(user: UserCodexHome, directory: Path) -> Path:
-    """A fresh Codex home for one child, linked to the user's login and settings."""
+def make_child_home(user: UserCodexHome, directory: Path, seed: Path | None = None) -> Path:
+    """A fresh Codex home for one child, linked to the user's login and settings, with the
+    databases of `seed` (see `CodexLocator.seed_home`) if there is one."""
     directory.mkdir(mode=0o700)
     for name in LINKED_FILES:
         if (user.path / name).exists():
             (directory / name).symlink_to(user.path / name)
+    if seed is not None:
+        for source in seed.glob("*.sqlite*"):
+            if source.is_file() and not source.is_symlink():
+                shutil.copyfile(source, directory / source.name)
     return directory
 
 
@@ -107,6 +113,9 @@ class CodexSetup:
     env: Mapping[str, str] = field(default_factory=dict)
     #: Counts the refreshes (SIGHUP): what was set up before one is not used after it.
     generation: int = 0
+    #: A Codex home that went through `initialize` once, whose databases each child's home
+    #: starts from (see `CodexLocator.seed_home`); None when there is none.
+    seed_home: Path | None = None
 
 
 #: Variables the child must not see: the proxy's own secret is none of Codex's business.
@@ -147,6 +156,13 @@ class CodexLocator:
         self.install: CodexInstall | None = None
         self.user_home = user_codex_home(self.env)
         self.catalog_path: Path | None = None
+        #: Codex creates and migrates six SQLite databases the first time it starts in a home
+        #: (~90 ms of CPU and of `initialize`'s time on codex-cli 0.169.0); a child's own
+        #: home starts from copies of those a seed child made once (see
+        #: `engines.app_server.seed_home`), which saves most of it.
+        self.seed_home: Path | None = None
+        #: Set once the children's setup (seed home, spares) follows the latest refresh.
+        self.children_set_up = trio.Event()
         self.generation = 0
         self._lock = trio.Lock()
 
@@ -160,7 +176,8 @@ class CodexLocator:
                 else:
                     log.warning("%s", self.install.problem)
             return CodexSetup(self.install, self.user_home, self.catalog_path,
-                              {**self.env, **self.install.env}, self.generation)
+                              {**self.env, **self.install.env}, self.generation,
+                              self.seed_home)
 
     def forget(self) -> None:
         self.install = None

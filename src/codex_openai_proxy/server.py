@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import tempfile
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from .app import create_app
 from .catalog import ModelCatalog
 from .codex_setup import CodexLocator
 from .engines import spare_launcher
+from .engines.app_server import seed_home
 from .runs import RunManager
 from .settings import Settings
 from .spares import SparePool
@@ -39,6 +41,7 @@ class RunningServer:
     manager: RunManager
     catalog: ModelCatalog
     locator: CodexLocator
+    runtime_dir: Path
     _stop: trio.Event = field(default_factory=trio.Event)
 
     @property
@@ -53,9 +56,25 @@ class RunningServer:
         """Read Codex's model catalog and the user's Codex home again (SIGHUP does this); the
         warm spares started before are replaced."""
         await self.locator.refresh(self.catalog)
-        if self.manager.spares is not None and not self.manager.closing:
-            self.manager.spares.use(spare_launcher(await self.locator.get(),
-                                                   self.manager.settings))
+        self.locator.children_set_up = trio.Event()
+        await set_up_children(self.locator, self.manager, self.runtime_dir)
+
+
+async def set_up_children(locator: CodexLocator, manager: RunManager, runtime_dir: Path) -> None:
+    """After a (re)read of Codex's setup: the seed Codex home app-server children start
+    from, and warm spares started with the new setup."""
+    settings = manager.settings
+    setup = await locator.get()
+    old_seed = locator.seed_home
+    locator.seed_home = None
+    if setup.install.found and setup.install.capabilities.app_server:
+        locator.seed_home = await seed_home(setup, settings,
+                                            runtime_dir / f"seed-{setup.generation}")
+    if old_seed is not None and old_seed != locator.seed_home:
+        shutil.rmtree(old_seed.parent, ignore_errors=True)
+    if manager.spares is not None and not manager.closing:
+        manager.spares.use(spare_launcher(await locator.get(), settings))
+    locator.children_set_up.set()
 
 
 def hypercorn_config(settings: Settings) -> HypercornConfig:
@@ -115,7 +134,7 @@ async def _serve(settings: Settings, env: dict[str, str], runtime_dir: Path,
                            warm_up_timeout_s=settings.reply_timeout_s)
     manager = RunManager(settings, locator, spares)
     app = create_app(settings, manager, locator, catalog)
-    server = RunningServer([], manager, catalog, locator)
+    server = RunningServer([], manager, catalog, locator, runtime_dir)
 
     async def shutdown_trigger() -> None:
         await server._stop.wait()
@@ -126,7 +145,9 @@ async def _serve(settings: Settings, env: dict[str, str], runtime_dir: Path,
             nursery.start_soon(_handle_signals, server)
         if spares is not None:
             await nursery.start(spares.run)
-            spares.use(spare_launcher(await locator.get(), settings))
+        # In the background: requests are served meanwhile (their children start from empty
+        # homes, with no spare to take, until it is done).
+        nursery.start_soon(set_up_children, locator, manager, runtime_dir)
 
         async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
             await hypercorn.trio.serve(app, hypercorn_config(settings),

@@ -25,6 +25,7 @@ the process group regardless.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -46,7 +47,7 @@ from ..app_server_protocol import (
     initialize_request,
 )
 from ..chat_request import ChatRequest
-from ..child import Child, ChildLaunch
+from ..child import Child, ChildLaunch, spawn_child
 from ..codex_cli import config_args, login_overrides, toml_string
 from ..codex_setup import CodexSetup, make_child_home
 from ..native_history import conversation_id, native_conversation
@@ -157,7 +158,7 @@ def child_launch(setup: CodexSetup, settings: Settings, directory: Path) -> Chil
         # A keyring login is only found from the user's own home (see codex_setup.py).
         home = setup.user_home.path
     else:
-        home = make_child_home(setup.user_home, directory / "codex-home")
+        home = make_child_home(setup.user_home, directory / "codex-home", setup.seed_home)
     argv = app_server_argv(setup.install.path or settings.codex_bin,
                            login_method=settings.codex_login_method,
                            overrides=lean_overrides(setup, settings.codex_config))
@@ -180,6 +181,26 @@ async def warm_up(child: Child) -> None:
 
 class WarmUpFailed(Exception):
     pass
+
+
+async def seed_home(setup: CodexSetup, settings: Settings, directory: Path) -> Path | None:
+    """Start one child in a home of its own, `initialize` it and let it exit: its databases,
+    created and migrated, are the seed every child's home starts from. None (children then
+    start from empty homes) if that fails; the log says why."""
+    if setup.user_home.keyring_login or not setup.install.found:
+        return None  # children run in the user's own home, which has its databases
+    # The seed's folder outlives the seed: it is what the children copy.
+    launch = dataclasses.replace(child_launch(setup, settings, directory), owned_dir=None)
+    try:
+        with trio.fail_after(settings.reply_timeout_s):
+            async with spawn_child(launch, kill_grace_s=settings.kill_grace_s) as child:
+                await warm_up(child)
+                await child.close_stdin()  # the app-server exits, its databases closed
+                await child.wait_exit()
+    except (OSError, trio.TooSlowError, WarmUpFailed) as error:
+        log.warning("Codex children start from empty homes (%s)", error)
+        return None
+    return Path(launch.env["CODEX_HOME"])
 
 
 def spare_launcher(setup: CodexSetup, settings: Settings) -> SpareLauncher:
