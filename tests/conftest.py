@@ -8,9 +8,11 @@ zombie), and lets a test wait for a pid to die through a pidfd instead of pollin
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -269,6 +271,48 @@ class open_stream:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self._response.aclose()
+
+
+# -- image headers ------------------------------------------------------------------------------
+# Images that are headers only: the proxy reads an image's size from its header and never
+# decodes it, so these are what it sees of a real image of that size.
+
+
+def png_header(width: int, height: int) -> bytes:
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 6, 0, 0, 0])
+    chunk = b"IHDR" + ihdr
+    return (b"\x89PNG\r\n\x1a\n" + len(ihdr).to_bytes(4, "big") + chunk
+            + zlib.crc32(chunk).to_bytes(4, "big") + b"\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def jpeg_header(width: int, height: int) -> bytes:
+    app0 = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    sof0 = (b"\xff\xc0\x00\x11\x08" + height.to_bytes(2, "big") + width.to_bytes(2, "big")
+            + b"\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01")
+    return b"\xff\xd8" + app0 + sof0 + b"\xff\xd9"
+
+
+def gif_header(width: int, height: int) -> bytes:
+    return (b"GIF89a" + width.to_bytes(2, "little") + height.to_bytes(2, "little")
+            + b"\x00\x00\x00;")
+
+
+def webp_header(width: int, height: int, kind: str = "VP8X") -> bytes:
+    if kind == "VP8 ":
+        payload = (b"\x10\x02\x00\x9d\x01\x2a" + width.to_bytes(2, "little")
+                   + height.to_bytes(2, "little"))
+    elif kind == "VP8L":
+        bits = (width - 1) | (height - 1) << 14
+        payload = b"\x2f" + bits.to_bytes(4, "little") + b"\x00"
+    else:
+        payload = (b"\x00\x00\x00\x00" + (width - 1).to_bytes(3, "little")
+                   + (height - 1).to_bytes(3, "little"))
+    chunk = kind.encode() + len(payload).to_bytes(4, "little") + payload
+    return b"RIFF" + (4 + len(chunk)).to_bytes(4, "little") + b"WEBP" + chunk
+
+
+def data_url(data: bytes, media_type: str = "image/png") -> str:
+    return f"data:{media_type};base64," + base64.b64encode(data).decode()
 
 
 # -- the real Codex CLI against the mock Responses API -------------------------------------------
