@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
+import re
 import sys
 import zlib
 from collections.abc import AsyncIterator
@@ -271,6 +273,46 @@ class open_stream:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self._response.aclose()
+
+
+# -- the proxy's log -------------------------------------------------------------------------
+
+
+class LogWatcher(logging.Handler):
+    """Collects the proxy's request lines; lets a test await one instead of sleeping."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._changed = trio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def text(self) -> str:
+        return "\n".join(record.getMessage() for record in self.records)
+
+    async def wait_for_line(self, pattern: str) -> str:
+        with trio.fail_after(10):
+            while True:
+                for record in self.records:
+                    if re.search(pattern, record.getMessage()):
+                        return record.getMessage()
+                await self._changed.wait()
+
+
+@pytest.fixture
+def logs():
+    watcher = LogWatcher()
+    root = logging.getLogger("codex_openai_proxy")
+    old_level = root.level
+    root.addHandler(watcher)
+    root.setLevel(logging.DEBUG)
+    yield watcher
+    root.removeHandler(watcher)
+    root.setLevel(old_level)
 
 
 # -- image headers ------------------------------------------------------------------------------

@@ -23,12 +23,13 @@ LAYERS = [
     "codex_probe", "child",
     "openai_format", "answer", "app_server_protocol", "exec_protocol",
     "prompt", "catalog", "chat_request", "image_header", "codex_cli", "codex_events", "settings",
-    "errors",
+    "log_text", "errors",
 ]
 
 #: The sans-I/O core: validation, prompt, protocol sessions, answer policy, wire formats.
-PURE = ["errors", "settings", "codex_events", "codex_cli", "chat_request", "image_header",
-        "catalog", "prompt", "exec_protocol", "app_server_protocol", "answer", "openai_format"]
+PURE = ["errors", "log_text", "settings", "codex_events", "codex_cli", "chat_request",
+        "image_header", "catalog", "prompt", "exec_protocol", "app_server_protocol", "answer",
+        "openai_format"]
 IO_LIBRARIES = ["trio", "quart", "quart_trio", "hypercorn", "werkzeug", "httpx",
                 "prometheus_client"]
 

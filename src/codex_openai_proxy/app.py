@@ -27,6 +27,7 @@ from .chat_request import ChatRequest, parse_chat_request
 from .engines import choose_engine
 from .errors import ApiError
 from .lifetime import RequestLifetimeMiddleware, attach_run, request_nursery
+from .log_text import log_safe
 from .metrics import ProxyMetrics
 from .openai_format import (
     KEEPALIVE,
@@ -92,7 +93,8 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
 
     @app.errorhandler(Exception)
     async def on_unexpected_error(error: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.path)
+        log.exception("unexpected error on %s %s", log_safe(request.method),
+                      log_safe(request.path))
         return error_response(errors.internal_error(type(error).__name__))
 
     # -- authentication -------------------------------------------------------------------

@@ -45,6 +45,7 @@ from .child import Child, LineTooLong, spawn_child
 from .codex_events import CodexEvent, Notice, Usage, failure
 from .codex_probe import CodexInstall, probe_codex
 from .engines import EngineRun, Workspace, prepare_run
+from .log_text import log_safe
 from .prompt import number_images
 from .settings import EngineName, Settings
 
@@ -92,7 +93,7 @@ class Run:
         """The run's part of the request's log line."""
         usage = self.usage
         return (
-            f"model={self.request.model} stream={str(self.request.stream).lower()} "
+            f"model={log_safe(self.request.model)} stream={str(self.request.stream).lower()} "
             f"engine={self.engine} pid={self.pid} child={self.end_reason} exit={self.returncode}"
             + (f" usage={usage.input_tokens}/{usage.output_tokens}"
                f"/cached={usage.cached_input_tokens}"
@@ -156,13 +157,19 @@ class NoticeLog:
     def log(self, run_number: int, notice: Notice) -> None:
         # Codex's warnings (e.g. "Model metadata for `gpt-5` not found") repeat on every run:
         # worth one line in the log, not one per request.
-        if notice.kind == "warning" and notice.detail not in self._warned:
-            self._warned[notice.detail] = None
+        # Codex's text quotes what the client sent (the model, the prompt): escaped and cut.
+        detail = log_safe(notice.detail)
+        if notice.kind == "warning" and detail not in self._warned:
+            self._warned[detail] = None
             if len(self._warned) > MAX_REMEMBERED_WARNINGS:
                 del self._warned[next(iter(self._warned))]
-            log.warning("Codex says: %s", notice.detail)
+            log.warning("Codex says: %s", detail)
         else:
-            log.debug("run %d %s: %s", run_number, notice.kind, notice.detail)
+            log.debug("run %d %s: %s", run_number, notice.kind, detail)
+
+    def __len__(self) -> int:
+        """How many warnings it remembers having logged."""
+        return len(self._warned)
 
 
 class AnswerSink:
@@ -317,7 +324,8 @@ class RunManager:
             engine_run = prepare_run(run.request, install, settings, workspace)
             run.engine = engine_run.engine
             if settings.log_bodies:
-                log.debug("run %d input:\n%s", run.number, engine_run.describe_input())
+                log.debug("run %d input: %s", run.number,
+                          log_safe(engine_run.describe_input(), limit=None))
             await self._spawn_and_drive(run, engine_run, install, workspace, send, task_status)
         finally:
             shutil.rmtree(scratch_dir, ignore_errors=True)
