@@ -7,7 +7,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conftest import chat_body
+from codex_openai_proxy.chat_request import MAX_JSON_DEPTH
+
+from conftest import chat_body, data_url, png_header
 
 
 @pytest.fixture(params=["exec", "app-server"])
@@ -35,6 +37,85 @@ async def post_raw(proxy, body: str | bytes) -> httpx.Response:
     nesting beyond what Python's json can write)."""
     return await proxy.client.post("/v1/chat/completions", content=body,
                                    headers={"content-type": "application/json"})
+
+
+# -- 1: JSON nested deeper than Codex reads ------------------------------------------------------
+
+
+def nested(levels: int) -> dict:
+    value: dict = {"type": "string"}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+async def test_tool_parameters_deeper_than_codex_reads_are_a_400(proxy, fake_codex):
+    # 124 levels made codex-cli 0.169.0 fail to read thread/start and never answer it.
+    tool = {"type": "function", "function": {"name": "deep", "parameters": nested(124)}}
+    error = assert_refused(await proxy.client.post(
+        "/v1/chat/completions", json=chat_body(tools=[tool])),
+        "nesting_too_deep", "tools[0].function.parameters")
+    assert str(MAX_JSON_DEPTH) in error["message"]
+    assert fake_codex.runs() == []
+    await assert_still_serving(proxy)
+
+
+# -- 5: images -----------------------------------------------------------------------------------
+
+
+async def test_a_decompression_bomb_is_a_400_before_any_child(proxy, fake_codex):
+    # The header of a 30000x30000 PNG; the real one was 2.6 MB and cost Codex 3.4 GB.
+    body = {"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": data_url(png_header(30000, 30000))}}]}]}
+    error = assert_refused(await proxy.client.post("/v1/chat/completions", json=body),
+                           "image_too_large", "messages[0].content[1].image_url.url")
+    assert "30000x30000" in error["message"]
+    assert fake_codex.runs() == []
+    await assert_still_serving(proxy)
+
+
+# -- 6: lone surrogates, JSON too deep to read ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ('{"model": "gpt-5", "messages": [{"role": "user", "content": "hi \\ud800"}]}',
+     "messages[0].content"),
+    ('{"model": "gpt\\udfff", "messages": [{"role": "user", "content": "hi"}]}', "model"),
+    ('{"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", '
+     '"function": {"name": "f", "description": "\\ud83d"}}]}', "tools[0].function.description"),
+])
+async def test_a_lone_surrogate_is_a_400_before_any_child(proxy, fake_codex, body, param):
+    assert_refused(await post_raw(proxy, body), "invalid_string", param)
+    assert fake_codex.runs() == []
+    await assert_still_serving(proxy)
+
+
+async def test_json_nested_past_the_parser_is_a_400(proxy, fake_codex):
+    levels = 5000
+    body = ('{"messages": [{"role": "user", "content": "hi"}], "metadata": '
+            + "[" * levels + "]" * levels + "}")
+    assert_refused(await post_raw(proxy, body), "nesting_too_deep", None)
+    assert fake_codex.runs() == []
+    await assert_still_serving(proxy)
+
+
+# -- 7, 8, 12: the model -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", [
+    "gpt\x005",  # NUL: no argv can hold it
+    "m" * 200_000,  # over one argument's 128 KiB limit: E2BIG, which was a 503 "not found"
+    "-c",  # exec would read it as an option (codex-cli: "unexpected argument")
+    "gpt-5\nWARNING forged log line",
+])
+async def test_a_model_codex_cannot_take_is_a_400_and_codex_stays_found(proxy, fake_codex,
+                                                                         model):
+    error = assert_refused(await proxy.client.post(
+        "/v1/chat/completions", json=chat_body(model=model)), "invalid_model", "model")
+    assert len(error["message"]) < 200
+    assert fake_codex.runs() == []
+    await assert_still_serving(proxy)
 
 
 # -- 11: log injection ---------------------------------------------------------------------------

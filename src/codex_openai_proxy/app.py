@@ -23,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 from . import errors
 from .answer import Failed, Finished, Output
 from .catalog import ModelCatalog, model_object
-from .chat_request import ChatRequest, parse_chat_request
+from .chat_request import ChatRequest, InputLimits, read_chat_request
 from .engines import choose_engine
 from .errors import ApiError
 from .lifetime import RequestLifetimeMiddleware, attach_run, request_nursery
@@ -79,6 +79,9 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
     app.asgi_app = RequestLifetimeMiddleware(  # type: ignore[method-assign]
         app.asgi_app, metrics)
     created = int(time.time())
+    limits = InputLimits(max_image_bytes=settings.max_image_bytes,
+                         max_image_pixels=settings.max_image_pixels,
+                         max_images_bytes=settings.max_images_bytes)
 
 
     # -- errors ---------------------------------------------------------------------------
@@ -155,13 +158,7 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
     @app.post("/v1/chat/completions")
     async def chat_completions() -> Any:
         raw = await request.get_data(cache=False)
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise errors.invalid(f"The request body is not valid JSON: {error}", None,
-                                 "invalid_json") from None
-        chat = parse_chat_request(body, default_model=settings.codex_model,
-                                  max_image_bytes=settings.max_image_bytes)
+        chat, body = read_chat_request(raw, default_model=settings.codex_model, limits=limits)
         chat = _apply_catalog(chat, body, catalog)
         run = await manager.start(request_nursery(request.scope), chat)
         attach_run(request.scope, run)

@@ -8,6 +8,12 @@ has one named constructor here. Nothing else in the package builds an `ApiError`
 |-------:|-------------------------------|-------------------------------------------------------|
 | 400    | (varies), `param` names field | the request cannot be honoured (`invalid`)            |
 | 400    | `tools_unsupported`           | tools asked of a Codex build without app-server       |
+| 400    | `invalid_model`               | a `model` Codex could not take (length, characters)   |
+| 400    | `invalid_string`              | a string with a lone surrogate (not Unicode text)     |
+| 400    | `nesting_too_deep`            | JSON nested deeper than Codex reads                   |
+| 400    | `number_out_of_range`         | a number Codex's JSON cannot hold                     |
+| 400    | `image_too_large`             | an image over the byte or pixel budget, or too many   |
+| 400    | `array_above_max_length`      | more messages (or parts) than the proxy takes         |
 | 401    | `missing_api_key`             | no `Authorization` header on `/v1/*`                  |
 | 401    | `invalid_api_key`             | a key other than `PROXY_API_KEY`                      |
 | 404    | `unknown_url`                 | no such route                                         |
@@ -74,6 +80,20 @@ def tools_unsupported(codex_version: str | None) -> ApiError:
         "Tool calling needs `codex app-server`, which this Codex build "
         f"({codex_version or 'unknown version'}) does not have.",
         "tools", "tools_unsupported")
+
+
+def invalid_json(detail: str) -> ApiError:
+    return invalid(f"The request body is not valid JSON: {detail}", None, "invalid_json")
+
+
+def nesting_too_deep(param: str | None, limit: int | None) -> ApiError:
+    """JSON nested deeper than the proxy reads (`param` None: the body, past the parser's
+    recursion) or passes on to Codex (`limit` levels), whose JSON-RPC stops at 127."""
+    if param is None:
+        return invalid("The request body is nested too deeply to read.", None,
+                       "nesting_too_deep")
+    return invalid(f"'{param}' is nested more than {limit} levels deep, more than the proxy "
+                   "passes on to Codex.", param, "nesting_too_deep")
 
 
 def missing_api_key() -> ApiError:
