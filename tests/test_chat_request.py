@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
 
 from codex_openai_proxy.chat_request import (
     KNOWN_EFFORTS,
+    MAX_BODY_VALUES,
     MAX_JSON_DEPTH,
     ChatRequest,
     FunctionTool,
@@ -653,33 +655,51 @@ def test_numbers_codex_reads_are_kept(number: Any) -> None:
 # -- the body's bytes --------------------------------------------------------------------------
 
 
-def read(raw: bytes | str) -> ChatRequest:
+def read(raw: bytes | str, *, interruptible: bool = False) -> ChatRequest:
     data = raw.encode() if isinstance(raw, str) else raw
-    return read_chat_request(data, default_model="gpt-5", limits=InputLimits())[0]
+    return read_chat_request(data, default_model="gpt-5", limits=InputLimits(),
+                             interruptible=interruptible)[0]
 
 
-def refused(raw: bytes | str) -> ApiError:
+def refused(raw: bytes | str, *, interruptible: bool = False) -> ApiError:
     with pytest.raises(ApiError) as caught:
-        read(raw)
+        read(raw, interruptible=interruptible)
     assert caught.value.status == 400
     return caught.value
 
 
+BOTH_SCANNERS = pytest.mark.parametrize("interruptible", [False, True],
+                                        ids=["c-scanner", "python-scanner"])
+
+
+@BOTH_SCANNERS
+def test_both_scanners_read_the_same_request(interruptible: bool) -> None:
+    body = json.dumps(body_with(
+        messages=[{"role": "system", "content": "Be brief. 😀"}, USER_HI,
+                  {"role": "user", "content": [{"type": "text", "text": "x\u00e9\n"}]}],
+        tools=[WEATHER_TOOL], temperature=0.2, stream=True))
+    assert read(body, interruptible=interruptible) == parse(json.loads(body))
+
+
+@BOTH_SCANNERS
 @pytest.mark.parametrize("levels", [1_100, 100_000])
-def test_a_body_nested_past_the_parser_s_recursion_is_a_400(levels) -> None:
+def test_a_body_nested_past_the_parser_s_recursion_is_a_400(interruptible, levels) -> None:
     raw = '{"messages": [], "metadata": ' + "[" * levels + "]" * levels + "}"
-    error = refused(raw)
+    error = refused(raw, interruptible=interruptible)
     assert error.code == "nesting_too_deep"
     assert error.param is None
 
 
+@BOTH_SCANNERS
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
-def test_nan_and_infinities_are_not_json(constant) -> None:
-    error = refused('{"messages": [], "temperature": ' + constant + "}")
+def test_nan_and_infinities_are_not_json(interruptible, constant) -> None:
+    error = refused('{"messages": [], "temperature": ' + constant + "}",
+                    interruptible=interruptible)
     assert error.code == "invalid_json"
     assert constant.lstrip("-") in error.message
 
 
+@BOTH_SCANNERS
 @pytest.mark.parametrize(("body", "param"), [
     ('{"model": "gpt\\ud800", "messages": [{"role": "user", "content": "hi"}]}', "model"),
     ('{"messages": [{"role": "user", "content": "a\\udfffb"}]}', "messages[0].content"),
@@ -691,10 +711,23 @@ def test_nan_and_infinities_are_not_json(constant) -> None:
     ('{"messages": [{"role": "user", "content": "hi"}], "\\udc00": 1}', None),
     ('{"messages": [{"role": "user", "content": "hi"}], "user": "\\ude00\\ud83d"}', "user"),
 ])
-def test_lone_surrogates_anywhere_are_refused_naming_the_field(body, param) -> None:
-    error = refused(body)
+def test_lone_surrogates_anywhere_are_refused_naming_the_field(interruptible, body,
+                                                                param) -> None:
+    error = refused(body, interruptible=interruptible)
     assert error.code == "invalid_string"
     assert error.param == param
+
+
+def test_a_large_body_may_hold_so_many_json_values() -> None:
+    # Counted: the body, "messages", its message and the message's two strings, "metadata",
+    # and each number in it.
+    def body(numbers: int) -> str:
+        return json.dumps({"messages": [USER_HI], "metadata": [0] * numbers})
+
+    assert read(body(MAX_BODY_VALUES - 6), interruptible=True).messages[0].text == "hi"
+    error = refused(body(MAX_BODY_VALUES - 5), interruptible=True)
+    assert (error.code, error.param) == ("too_many_values", None)
+    assert "250,000" in error.message
 
 
 def test_paired_surrogate_escapes_are_text() -> None:

@@ -18,15 +18,23 @@ Whatever would make Codex fail, hang or blow up is refused here, before any chil
   every image in full, so a small PNG of 30000x30000 pixels costs it gigabytes.
 * More messages, parts or images than `InputLimits` allows, so that the proxy's own work on a
   request (rendering the prompt, writing the images) stays small.
+
+The body's bytes are read by `read_chat_request`. A large body is read with the pure-Python
+JSON scanner, in a worker thread (see app.py): the C scanner holds the GIL for the whole parse
+(~0.3 s for 15 MB of small objects), which would stall the event loop even from a thread.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import codecs
+import itertools
 import json
+import json.scanner
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -55,6 +63,13 @@ IMAGE_MEDIA_TYPES = {
 MAX_JSON_DEPTH = 64
 #: Integers Codex's JSON holds: i64 and u64 (a larger one makes it refuse the message).
 MIN_JSON_INT, MAX_JSON_INT = -(2**63), 2**64 - 1
+#: The most JSON values (objects, arrays, strings, numbers) a body may hold. Read in a worker
+#: thread, a body still costs the event loop whatever one call into C costs, and freeing a
+#: refused body is one such call: 450,000 messages (1.35 million values) took ~30 ms to free.
+#: More than the largest request the other limits let through is likely to need (10,000
+#: messages of a part each make ~60,000 values); a body of up to 64 KB, read on the event
+#: loop, cannot hold this many.
+MAX_BODY_VALUES = 250_000
 #: Longer than any model id; a model is passed as an argument and quoted in Codex's warnings.
 MAX_MODEL_CHARS = 256
 
@@ -189,27 +204,37 @@ class ChatRequest:
         return None if model == "default" else model
 
 
-def read_chat_request(raw: bytes, *, default_model: str, limits: InputLimits,
+def read_chat_request(raw: bytes | Sequence[bytes], *, default_model: str,
+                      limits: InputLimits, interruptible: bool = False,
                       ) -> tuple[ChatRequest, dict[str, Any]]:
-    """The request in a body's bytes, and the decoded body; or a 400 `ApiError`."""
-    body = decode_json_body(raw)
+    """The request in a body's bytes (whole, or in the pieces it arrived in), and the decoded
+    body; or a 400 `ApiError`.
+
+    `interruptible` reads the JSON with the pure-Python scanner, which lets other threads run
+    between values (the C scanner holds the GIL until it is done): for large bodies read in a
+    worker thread while the event loop keeps serving."""
+    body = decode_json_body(raw, interruptible=interruptible)
     return parse_chat_request(body, default_model=default_model, limits=limits), body
 
 
-def decode_json_body(raw: bytes) -> Any:
+def decode_json_body(raw: bytes | Sequence[bytes], *, interruptible: bool = False) -> Any:
     """Decode a JSON body, refusing what JSON or Codex do not take: bytes that are no UTF-8
     (encoded surrogates included), NaN and infinities, nesting beyond the parser's recursion,
     and lone surrogates in any string or key."""
     try:
-        # Strict: json.loads(bytes) would let UTF-8-encoded surrogates through.
-        text = raw.decode(json.detect_encoding(raw))
+        text = _decode_text([raw] if isinstance(raw, bytes) else raw)
     except UnicodeDecodeError as error:
         raise invalid_json(str(error)) from None
     decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+    if interruptible:
+        decoder.scan_once = _budgeted_python_scanner(decoder)  # type: ignore[attr-defined]
     try:
         body = decoder.decode(text)
     except RecursionError:
         raise nesting_too_deep(None, None) from None
+    except _TooManyValues:
+        raise invalid(f"The request body holds more than {MAX_BODY_VALUES:,} JSON values.",
+                      None, "too_many_values") from None
     except ValueError as error:  # JSONDecodeError, NaN, an integer of over 4,300 digits
         raise invalid_json(str(error)) from None
     if _SURROGATE_ESCAPE.search(text) and (where := find_lone_surrogate(body)) is not None:
@@ -218,6 +243,39 @@ def decode_json_body(raw: bytes) -> Any:
                       "\\ud800-\\udfff escape), which is not text.", where or None,
                       "invalid_string")
     return body
+
+
+def _decode_text(chunks: Sequence[bytes]) -> str:
+    """The text of a body in pieces, in the encoding JSON detects (UTF-8, -16 or -32), strictly:
+    json.loads(bytes) would let UTF-8-encoded surrogates through. Decoded a piece at a time,
+    so that the only copy of the whole is the final join."""
+    head = b"".join(itertools.islice(chunks, 4))[:4]
+    decoder = codecs.getincrementaldecoder(json.detect_encoding(head))()
+    pieces = [decoder.decode(chunk) for chunk in chunks]
+    pieces.append(decoder.decode(b"", final=True))
+    return "".join(pieces)
+
+
+class _TooManyValues(Exception):
+    pass
+
+
+def _budgeted_python_scanner(decoder: json.JSONDecoder) -> Any:
+    """The standard library's pure-Python scanner, which stops past `MAX_BODY_VALUES` values:
+    it counts each object, array, string and number as the scanner asks for it."""
+    counted = itertools.count(1)
+
+    def counting(parse: Any) -> Any:
+        def parse_counted(*args: Any) -> Any:
+            if next(counted) > MAX_BODY_VALUES:
+                raise _TooManyValues
+            return parse(*args)
+        return parse_counted
+
+    # py_make_scanner takes these from the decoder when it is made, so they are set first.
+    for name in ("parse_object", "parse_array", "parse_string", "parse_int", "parse_float"):
+        setattr(decoder, name, counting(getattr(decoder, name)))
+    return json.scanner.py_make_scanner(decoder)
 
 
 def _refuse_constant(name: str) -> Any:

@@ -14,6 +14,7 @@ has one named constructor here. Nothing else in the package builds an `ApiError`
 | 400    | `number_out_of_range`         | a number Codex's JSON cannot hold                     |
 | 400    | `image_too_large`             | an image over the byte or pixel budget, or too many   |
 | 400    | `array_above_max_length`      | more messages (or parts) than the proxy takes         |
+| 400    | `too_many_values`             | a body of more JSON values than the proxy reads       |
 | 401    | `missing_api_key`             | no `Authorization` header on `/v1/*`                  |
 | 401    | `invalid_api_key`             | a key other than `PROXY_API_KEY`                      |
 | 404    | `unknown_url`                 | no such route                                         |
