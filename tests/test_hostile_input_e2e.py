@@ -19,6 +19,7 @@ import pytest
 import trio
 
 from codex_openai_proxy.chat_request import MAX_JSON_DEPTH
+from codex_openai_proxy.prompt import MAX_PROMPT_CHARS
 
 from conftest import AUTH, chat_body, data_url, listening_url, png_header
 
@@ -226,3 +227,30 @@ async def test_client_text_in_the_request_line_is_escaped(proxy, logs):
     line = await logs.wait_for_line(r"^GET /v1/x")
     assert line.startswith("GET /v1/x\\nINFO forged\\x1b[2J\\x00 404 ")
     assert "\n" not in line and "\x1b" not in line and "\x00" not in line
+
+
+# -- 12: the prompt over Codex's input limit -----------------------------------------------------
+
+
+async def test_a_prompt_over_codex_s_limit_is_a_400_and_one_at_it_runs(proxy, fake_codex):
+    over = chat_body("é" * (MAX_PROMPT_CHARS + 1))
+    error = assert_refused(await proxy.client.post("/v1/chat/completions", json=over),
+                           "context_length_exceeded", "messages")
+    assert "1,048,577 characters" in error["message"]
+    assert fake_codex.runs() == []
+    at_limit = chat_body("é" * MAX_PROMPT_CHARS)
+    response = await proxy.client.post("/v1/chat/completions", json=at_limit)
+    assert response.status_code == 200, response.text
+
+
+async def test_the_limit_counts_the_text_each_engine_gives_codex(proxy, fake_codex, engine):
+    # A system message is part of exec's prompt, but app-server's instructions: only exec's
+    # prompt goes over.
+    body = {"messages": [{"role": "system", "content": "Be brief."},
+                         {"role": "user", "content": "x" * MAX_PROMPT_CHARS}]}
+    response = await proxy.client.post("/v1/chat/completions", json=body)
+    if engine == "exec":
+        assert_refused(response, "context_length_exceeded", "messages")
+        assert fake_codex.runs() == []
+    else:
+        assert response.status_code == 200, response.text

@@ -1,5 +1,6 @@
 """The limits the proxy enforces for Codex, checked against the real, pinned Codex CLI: the
-depth of JSON it reads. If a Codex upgrade moves it, these tests say so before users find out."""
+depth of JSON it reads and the length of prompt it takes. If a Codex upgrade moves either, these
+tests say so before users find out."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import trio
 
 from codex_openai_proxy.chat_request import MAX_JSON_DEPTH
+from codex_openai_proxy.prompt import MAX_PROMPT_CHARS
 
 from conftest import chat_body
 from mock_responses import codex_home
@@ -128,4 +130,26 @@ async def test_a_tool_at_the_depth_budget_reaches_the_model(start_real_proxy, mo
     response = await proxy.client.post("/v1/chat/completions", json=chat_body(tools=[tool]))
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "tools[0].function.parameters"
+    assert len(mock_upstream.requests) == 1
+
+
+@pytest.fixture(params=["exec", "app-server"])
+def engine(request):
+    return request.param
+
+
+async def test_a_prompt_at_codex_s_limit_runs_and_one_over_is_refused(start_real_proxy,
+                                                                     mock_upstream, engine):
+    # Codex counts characters (Unicode scalar values), not bytes: 1,048,576 two-byte
+    # characters run; one more is refused by the proxy, before Codex would refuse it.
+    proxy = await start_real_proxy(engine=engine)
+    at_limit = chat_body("é" * MAX_PROMPT_CHARS)
+    response = await proxy.client.post("/v1/chat/completions", json=at_limit)
+    assert response.status_code == 200, response.text
+    assert len(mock_upstream.requests) == 1
+
+    over = chat_body("é" * (MAX_PROMPT_CHARS + 1))
+    response = await proxy.client.post("/v1/chat/completions", json=over)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "context_length_exceeded"
     assert len(mock_upstream.requests) == 1

@@ -15,6 +15,7 @@ has one named constructor here. Nothing else in the package builds an `ApiError`
 | 400    | `image_too_large`             | an image over the byte or pixel budget, or too many   |
 | 400    | `array_above_max_length`      | more messages (or parts) than the proxy takes         |
 | 400    | `too_many_values`             | a body of more JSON values than the proxy reads       |
+| 400    | `context_length_exceeded`     | a prompt over Codex's 1,048,576-character input limit |
 | 401    | `missing_api_key`             | no `Authorization` header on `/v1/*`                  |
 | 401    | `invalid_api_key`             | a key other than `PROXY_API_KEY`                      |
 | 404    | `unknown_url`                 | no such route                                         |
@@ -95,6 +96,14 @@ def nesting_too_deep(param: str | None, limit: int | None) -> ApiError:
                        "nesting_too_deep")
     return invalid(f"'{param}' is nested more than {limit} levels deep, more than the proxy "
                    "passes on to Codex.", param, "nesting_too_deep")
+
+
+def prompt_too_long(chars: int, limit: int) -> ApiError:
+    """The prompt is over Codex's input limit; Codex counts characters (Unicode code points)."""
+    return invalid(
+        f"The conversation makes a prompt of {chars:,} characters; Codex accepts at most "
+        f"{limit:,}. Shorten or condense the conversation.",
+        "messages", "context_length_exceeded")
 
 
 def missing_api_key() -> ApiError:

@@ -26,6 +26,7 @@ from .. import errors
 from ..chat_request import ChatRequest
 from ..codex_cli import CodexCapabilities
 from ..codex_probe import CodexInstall
+from ..prompt import check_prompt_length
 from ..settings import EngineName, Settings
 from .app_server import AppServerRun
 from .base import EngineRun, EventSink, Workspace
@@ -52,7 +53,14 @@ def choose_engine(settings: Settings, capabilities: CodexCapabilities,
 
 def prepare_run(request: ChatRequest, install: CodexInstall, settings: Settings,
                 workspace: Workspace) -> EngineRun:
-    """The run of `request` on the engine that suits it, with the install captured now."""
+    """The run of `request` on the engine that suits it, with the install captured now.
+
+    Raises a 400 for a prompt over Codex's input limit: each engine gives Codex a different
+    text (app-server leaves the system messages out of it), so it is checked once rendered."""
+    run: EngineRun
     if choose_engine(settings, install.capabilities, request) == "exec":
-        return ExecRun(request, install, settings, workspace)
-    return AppServerRun(request, install, settings, workspace)
+        run = ExecRun(request, install, settings, workspace)
+    else:
+        run = AppServerRun(request, install, settings, workspace)
+    check_prompt_length(run.prompt)
+    return run

@@ -96,6 +96,10 @@ class AppServerRun:
         self._interrupt_wait_s = min(INTERRUPT_WAIT_S, settings.kill_grace_s)
         self._reply_timeout_s = settings.reply_timeout_s
 
+    @property
+    def prompt(self) -> str:
+        return self.plan.prompt
+
     def describe_input(self) -> str:
         return "\n\n".join(filter(None, (self.plan.base_instructions,
                                          self.plan.developer_instructions, self.plan.prompt)))

@@ -39,6 +39,11 @@ class EngineRun(Protocol):
     engine: EngineName
     argv: Sequence[str]
 
+    @property
+    def prompt(self) -> str:
+        """The user input Codex is given: the text its input limit counts."""
+        ...
+
     def describe_input(self) -> str:
         """What Codex is given, for the debug log when PROXY_LOG_BODIES is on."""
         ...
