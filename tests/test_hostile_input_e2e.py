@@ -4,6 +4,7 @@ and the server keeps serving. A full disk is a 503 that says so."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -171,6 +172,50 @@ async def test_a_model_codex_cannot_take_is_a_400_and_codex_stays_found(proxy, f
         "/v1/chat/completions", json=chat_body(model=model)), "invalid_model", "model")
     assert len(error["message"]) < 200
     assert fake_codex.runs() == []
+    await assert_still_serving(proxy)
+
+
+# -- 8: E2BIG ------------------------------------------------------------------------------------
+
+
+def environment_size(env: dict[str, str]) -> int:
+    """What an environment takes of execve's argument space: its strings and pointers."""
+    return sum(len(key.encode()) + len(value.encode()) + 2 + 8 for key, value in env.items())
+
+
+def exec_error(argv: list[str], env: dict[str, str]) -> int | None:
+    try:
+        subprocess.run(argv, env=env, check=True)
+    except OSError as error:
+        return error.errno
+    return None
+
+
+@pytest.mark.parametrize("engine", ["exec"])  # only exec puts images on the command line
+async def test_a_command_line_over_the_system_limit_is_a_400_not_codex_not_found(
+        start_proxy, fake_codex):
+    # The system's limit on argv + environment (ARG_MAX) is shared by both: an environment
+    # that leaves a few KB is a real way to make the images of one request overflow it.
+    arg_max = os.sysconf("SC_ARG_MAX")
+    base_env = {**fake_codex.env, "FAKE_CODEX_SCENARIO": "normal"}
+    room = 8192
+    padding = arg_max - room - environment_size(base_env)
+    pad = {f"PAD_{index}": "x" * 100_000 for index in range(padding // 100_020)}
+    pad["PAD_LAST"] = "x" * (padding - environment_size(pad) - 20)
+    env = {**base_env, **pad}
+    # The calibration holds: a short command line fits; 16 KB more of arguments do not.
+    assert exec_error(["/bin/true", "--version"], env) is None
+    assert exec_error(["/bin/true", *["x" * 79] * 200], env) == errno.E2BIG
+
+    proxy = await start_proxy(env=pad)
+    images = [{"type": "image_url", "image_url": {"url": data_url(png_header(1, 1))}}] * 200
+    body = {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"},
+                                                      *images]}]}
+    assert_refused(await proxy.client.post("/v1/chat/completions", json=body),
+                   "arguments_too_long", "messages")
+    # Codex is as installed as it was: found, and the next request runs.
+    health = (await proxy.client.get("/healthz")).json()
+    assert health["codex"]["found"] is True
     await assert_still_serving(proxy)
 
 

@@ -16,6 +16,7 @@ has one named constructor here. Nothing else in the package builds an `ApiError`
 | 400    | `array_above_max_length`      | more messages (or parts) than the proxy takes         |
 | 400    | `too_many_values`             | a body of more JSON values than the proxy reads       |
 | 400    | `context_length_exceeded`     | a prompt over Codex's 1,048,576-character input limit |
+| 400    | `arguments_too_long`          | the run's command line is over the system's limit     |
 | 401    | `missing_api_key`             | no `Authorization` header on `/v1/*`                  |
 | 401    | `invalid_api_key`             | a key other than `PROXY_API_KEY`                      |
 | 404    | `unknown_url`                 | no such route                                         |
@@ -104,6 +105,13 @@ def prompt_too_long(chars: int, limit: int) -> ApiError:
         f"The conversation makes a prompt of {chars:,} characters; Codex accepts at most "
         f"{limit:,}. Shorten or condense the conversation.",
         "messages", "context_length_exceeded")
+
+
+def arguments_too_long() -> ApiError:
+    """The run's command line (E2BIG) is over the system's limit: the request, not Codex."""
+    return invalid(
+        "The request is too large to pass to Codex: its command line is over the system's "
+        "limit (send fewer images).", "messages", "arguments_too_long")
 
 
 def missing_api_key() -> ApiError:

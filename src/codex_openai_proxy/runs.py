@@ -26,6 +26,7 @@ Who owns what, and why:
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import os
@@ -378,6 +379,12 @@ class RunManager:
         except OSError as error:
             if child is not None:
                 raise  # Codex did start: this is no failure to start it
+            if error.errno == errno.E2BIG:
+                # The command line (images on `codex exec`) is over the system's limit: the
+                # request is too large, and Codex itself is as installed as it was.
+                log.warning("run %d: Codex's command line is over the system's limit: %s",
+                            run.number, error.strerror)
+                raise errors.arguments_too_long() from None
             self.locator.forget()
             raise errors.codex_unavailable(
                 f"Could not start the Codex CLI {engine_run.argv[0]!r}: "
