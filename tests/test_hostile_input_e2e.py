@@ -67,6 +67,11 @@ class ProxyProcess:
         while data := await self.process.stderr.receive_some():
             self.log += data
 
+    @property
+    def tmpfs(self) -> Path:
+        """The proxy's TMPDIR as the proxy sees it (through its own view of the mounts)."""
+        return Path(f"/proc/{self.process.pid}/root") / self.tmpdir.relative_to("/")
+
 
 @asynccontextmanager
 async def proxy_as_process(fake_codex, tmpdir: Path, engine: str,
@@ -93,6 +98,18 @@ async def proxy_as_process(fake_codex, tmpdir: Path, engine: str,
 @pytest.fixture
 async def proxy_process(fake_codex, tmp_path, engine):
     async with proxy_as_process(fake_codex, tmp_path, engine) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+async def proxy_in_tmpfs(fake_codex, tmp_path, engine):
+    """The proxy in a mount namespace of its own, where TMPDIR is a tmpfs of 256 KB and 64
+    inodes: a real full disk, without filling the machine's."""
+    tmpdir = tmp_path / "tmpfs"
+    tmpdir.mkdir()
+    mount = 'mount -t tmpfs -o size=256k,nr_inodes=64 tmpfs "$1" && shift && exec "$@"'
+    prefix = ("unshare", "--mount", "--map-root-user", "sh", "-c", mount, "sh", str(tmpdir))
+    async with proxy_as_process(fake_codex, tmpdir, engine, prefix) as proxy:
         yield proxy
 
 
@@ -298,4 +315,41 @@ async def test_the_limit_counts_the_text_each_engine_gives_codex(proxy, fake_cod
         assert_refused(response, "context_length_exceeded", "messages")
         assert fake_codex.runs() == []
     else:
+        assert response.status_code == 200, response.text
+
+
+# -- 13: a full disk -----------------------------------------------------------------------------
+
+
+async def test_a_full_disk_is_a_503_saying_so_and_the_proxy_recovers(proxy_in_tmpfs):
+    async with httpx.AsyncClient(base_url=proxy_in_tmpfs.url, headers=AUTH,
+                                 timeout=30) as client:
+        # An image larger than the whole tmpfs: the folder is made, the image cannot be.
+        image = {"type": "image_url",
+                 "image_url": {"url": data_url(png_header(4, 4) + bytes(512 * 1024))}}
+        response = await client.post("/v1/chat/completions", json={"messages": [
+            {"role": "user", "content": [{"type": "text", "text": "look"}, image]}]})
+        error = assert_refused(response, "storage_unavailable", None, status=503)
+        assert "No space left on device" in error["message"]
+        # The client gets the reason; the path is for the operator's log only.
+        assert str(proxy_in_tmpfs.tmpdir) not in error["message"]
+        assert f"files in {proxy_in_tmpfs.tmpdir}/codex-openai-proxy-".encode() \
+            in proxy_in_tmpfs.log
+        assert list(proxy_in_tmpfs.tmpfs.iterdir()) == [], "the run's folder is left behind"
+
+        # Every inode taken: not even the run's folder can be made.
+        fillers = []
+        with pytest.raises(OSError) as full:
+            for number in range(100):
+                path = proxy_in_tmpfs.tmpfs / f"filler-{number}"
+                path.touch()
+                fillers.append(path)
+        assert full.value.errno == errno.ENOSPC
+        response = await client.post("/v1/chat/completions", json=chat_body())
+        error = assert_refused(response, "storage_unavailable", None, status=503)
+        assert "No space left on device" in error["message"]
+
+        for path in fillers:
+            path.unlink()
+        response = await client.post("/v1/chat/completions", json=chat_body())
         assert response.status_code == 200, response.text

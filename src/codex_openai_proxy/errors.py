@@ -30,6 +30,7 @@ has one named constructor here. Nothing else in the package builds an `ApiError`
 | 502    | `codex_not_logged_in`         | Codex has no valid login                              |
 | 502    | `tool_call_required`          | `tool_choice` required a call and the model gave text |
 | 503    | `codex_not_found`             | Codex is missing or cannot be started                 |
+| 503    | `storage_unavailable`         | the run's scratch folder could not be written         |
 | 503    | `shutting_down`               | the server is stopping                                |
 | 504    | `timeout`                     | the run passed `PROXY_REQUEST_TIMEOUT_S`              |
 
@@ -189,6 +190,13 @@ def tool_call_required() -> ApiError:
 
 def codex_unavailable(problem: str) -> ApiError:
     return ApiError(503, problem, "api_error", None, "codex_not_found", dict(NO_RETRY))
+
+
+def storage_unavailable(reason: str) -> ApiError:
+    """The run's scratch folder (or an image in it) could not be written: a full disk, most
+    often. `reason` is the system's own text (`strerror`), which names no path."""
+    return ApiError(503, f"The proxy could not prepare the run's files: {reason}.", "api_error",
+                    None, "storage_unavailable", dict(NO_RETRY))
 
 
 def shutting_down() -> ApiError:

@@ -319,9 +319,18 @@ class RunManager:
         install = await self.locator.get()
         if not install.found:
             raise errors.codex_unavailable(install.problem or "Codex is not available.")
-        scratch_dir = tempfile.mkdtemp(prefix="codex-openai-proxy-")
         try:
-            workspace = Workspace(scratch_dir, write_images(run.request, scratch_dir))
+            scratch_dir = tempfile.mkdtemp(prefix="codex-openai-proxy-")
+        except OSError as error:
+            raise _storage_error(error, tempfile.gettempdir()) from None
+        try:
+            try:
+                # In a thread: up to PROXY_MAX_IMAGES_MB of writes, which can block on a disk.
+                image_paths = await trio.to_thread.run_sync(write_images, run.request,
+                                                            scratch_dir)
+            except OSError as error:
+                raise _storage_error(error, scratch_dir) from None
+            workspace = Workspace(scratch_dir, image_paths)
             engine_run = prepare_run(run.request, install, settings, workspace)
             run.engine = engine_run.engine
             if settings.log_bodies:
@@ -411,6 +420,14 @@ class RunManager:
         self.active.discard(run)
         if not self.active:
             self._idle.set()
+
+
+def _storage_error(error: OSError, directory: str) -> errors.ApiError:
+    """A 503 for a scratch folder or image that could not be written (ENOSPC, EDQUOT, EROFS,
+    ...): the proxy's machine, not the request. The log has the folder; the client, only the
+    system's reason."""
+    log.warning("cannot write a run's files in %s: %s", directory, error)
+    return errors.storage_unavailable(error.strerror or type(error).__name__)
 
 
 def write_images(request: ChatRequest, directory: str) -> tuple[str, ...]:
