@@ -277,7 +277,7 @@ def chat_body(number: int) -> dict[str, Any]:
 
 def prompt_for(body: dict[str, Any], *, system_in_prompt: bool = True) -> str:
     """The exact prompt the proxy would write to Codex's stdin for `body`."""
-    request = parse_chat_request(body, default_model=MODEL, max_image_bytes=1 << 20)
+    request = parse_chat_request(body, default_model=MODEL)
     return render_prompt(request.messages, system_in_prompt=system_in_prompt)
 
 

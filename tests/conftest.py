@@ -8,9 +8,13 @@ zombie), and lets a test wait for a pid to die through a pidfd instead of pollin
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import os
+import re
 import sys
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -277,6 +281,88 @@ class open_stream:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self._response.aclose()
+
+
+# -- the proxy's log -------------------------------------------------------------------------
+
+
+class LogWatcher(logging.Handler):
+    """Collects the proxy's request lines; lets a test await one instead of sleeping."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._changed = trio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def text(self) -> str:
+        return "\n".join(record.getMessage() for record in self.records)
+
+    async def wait_for_line(self, pattern: str) -> str:
+        with trio.fail_after(10):
+            while True:
+                for record in self.records:
+                    if re.search(pattern, record.getMessage()):
+                        return record.getMessage()
+                await self._changed.wait()
+
+
+@pytest.fixture
+def logs():
+    watcher = LogWatcher()
+    root = logging.getLogger("codex_openai_proxy")
+    old_level = root.level
+    root.addHandler(watcher)
+    root.setLevel(logging.DEBUG)
+    yield watcher
+    root.removeHandler(watcher)
+    root.setLevel(old_level)
+
+
+# -- image headers ------------------------------------------------------------------------------
+# Images that are headers only: the proxy reads an image's size from its header and never
+# decodes it, so these are what it sees of a real image of that size.
+
+
+def png_header(width: int, height: int) -> bytes:
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 6, 0, 0, 0])
+    chunk = b"IHDR" + ihdr
+    return (b"\x89PNG\r\n\x1a\n" + len(ihdr).to_bytes(4, "big") + chunk
+            + zlib.crc32(chunk).to_bytes(4, "big") + b"\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def jpeg_header(width: int, height: int) -> bytes:
+    app0 = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    sof0 = (b"\xff\xc0\x00\x11\x08" + height.to_bytes(2, "big") + width.to_bytes(2, "big")
+            + b"\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01")
+    return b"\xff\xd8" + app0 + sof0 + b"\xff\xd9"
+
+
+def gif_header(width: int, height: int) -> bytes:
+    return (b"GIF89a" + width.to_bytes(2, "little") + height.to_bytes(2, "little")
+            + b"\x00\x00\x00;")
+
+
+def webp_header(width: int, height: int, kind: str = "VP8X") -> bytes:
+    if kind == "VP8 ":
+        payload = (b"\x10\x02\x00\x9d\x01\x2a" + width.to_bytes(2, "little")
+                   + height.to_bytes(2, "little"))
+    elif kind == "VP8L":
+        bits = (width - 1) | (height - 1) << 14
+        payload = b"\x2f" + bits.to_bytes(4, "little") + b"\x00"
+    else:
+        payload = (b"\x00\x00\x00\x00" + (width - 1).to_bytes(3, "little")
+                   + (height - 1).to_bytes(3, "little"))
+    chunk = kind.encode() + len(payload).to_bytes(4, "little") + payload
+    return b"RIFF" + (4 + len(chunk)).to_bytes(4, "little") + b"WEBP" + chunk
+
+
+def data_url(data: bytes, media_type: str = "image/png") -> str:
+    return f"data:{media_type};base64," + base64.b64encode(data).decode()
 
 
 # -- the real Codex CLI against the mock Responses API -------------------------------------------

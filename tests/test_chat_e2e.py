@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 
-from conftest import FAKE_CODEX, chat_body, choices, delta, is_ready, open_stream
+from conftest import (
+    FAKE_CODEX,
+    chat_body,
+    choices,
+    data_url,
+    delta,
+    is_ready,
+    open_stream,
+    png_header,
+)
 
 
 async def test_stream_has_openai_shape_in_order(proxy):
@@ -231,8 +239,7 @@ async def test_silence_is_filled_with_keepalive_comments(start_proxy):
 
 
 async def test_inline_images_become_files_in_the_scratch_dir(proxy, fake_codex):
-    png = b"\x89PNG\r\n\x1a\n" + bytes(30)
-    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    url = data_url(png_header(640, 480))
     body = {"messages": [{"role": "user", "content": [
         {"type": "text", "text": "Look:"}, {"type": "image_url", "image_url": {"url": url}}]}]}
     response = await proxy.client.post("/v1/chat/completions", json=body)

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
 
 from codex_openai_proxy.chat_request import (
     KNOWN_EFFORTS,
+    MAX_BODY_VALUES,
+    MAX_JSON_DEPTH,
     ChatRequest,
     FunctionTool,
     ImagePart,
+    InputLimits,
     Message,
     TextPart,
     ToolCall,
     parse_chat_request,
+    read_chat_request,
 )
 from codex_openai_proxy.errors import ApiError
 
+from conftest import data_url, gif_header, jpeg_header, png_header, webp_header
+
 MAX_IMAGE = 1024
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(40))
+PNG = png_header(2, 3)
 PNG_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
 USER_HI = {"role": "user", "content": "hi"}
 WEATHER_TOOL = {
@@ -33,17 +40,18 @@ WEATHER_TOOL = {
 }
 
 
-def parse(body: Any, *, max_image_bytes: int = MAX_IMAGE) -> ChatRequest:
-    return parse_chat_request(body, default_model="gpt-5", max_image_bytes=max_image_bytes)
+def parse(body: Any, *, max_image_bytes: int = MAX_IMAGE, **limits: Any) -> ChatRequest:
+    return parse_chat_request(body, default_model="gpt-5", limits=InputLimits(
+        max_image_bytes=max_image_bytes, **limits))
 
 
 def body_with(**fields: Any) -> dict[str, Any]:
     return {"model": "gpt-5", "messages": [USER_HI], **fields}
 
 
-def rejected(body: Any, *, max_image_bytes: int = MAX_IMAGE) -> ApiError:
+def rejected(body: Any, *, max_image_bytes: int = MAX_IMAGE, **limits: Any) -> ApiError:
     with pytest.raises(ApiError) as caught:
-        parse(body, max_image_bytes=max_image_bytes)
+        parse(body, max_image_bytes=max_image_bytes, **limits)
     error = caught.value
     assert error.status == 400
     assert error.type == "invalid_request_error"
@@ -76,9 +84,7 @@ def test_minimal_request() -> None:
 
 
 def test_missing_model_uses_the_default() -> None:
-    request = parse_chat_request(
-        {"messages": [USER_HI]}, default_model="configured", max_image_bytes=MAX_IMAGE
-    )
+    request = parse_chat_request({"messages": [USER_HI]}, default_model="configured")
     assert request.model == "configured"
 
 
@@ -89,6 +95,25 @@ def test_model_is_stripped() -> None:
 @pytest.mark.parametrize("model", ["", "   ", 5, ["gpt-5"], True])
 def test_bad_model_is_rejected(model: Any) -> None:
     assert rejected(body_with(model=model)).param == "model"
+
+
+@pytest.mark.parametrize("model", [
+    "gpt-5.5:high", "openai/gpt-oss-20b", "o3-mini-2025-01-31", "modèle_é", "m" * 256,
+])
+def test_model_ids_of_every_usual_shape_are_accepted(model: str) -> None:
+    assert parse(body_with(model=model)).model == model
+
+
+@pytest.mark.parametrize("model", [
+    "gpt\n5", "gpt-5\r\nforged: line", "gpt\x005", "\x1b[31mred", "gpt\u202e5", "gpt\ud8005",
+    "gpt 5", "gpt\u00a05", "gpt\t5", "-c", "--help", "-", "m" * 257, "m" * 200_000,
+])
+def test_a_model_codex_could_not_take_is_refused(model: str) -> None:
+    error = rejected(body_with(model=model))
+    assert error.param == "model"
+    assert error.code == "invalid_model"
+    # Never echoed: the model could be a megabyte of control characters.
+    assert len(error.message) < 200 and (len(model) < 3 or model not in error.message)
 
 
 @pytest.mark.parametrize("body", [[], "text", 3, None])
@@ -326,9 +351,9 @@ def test_inline_png_is_decoded() -> None:
 # The first bytes of each format Codex reads: the bytes, not the data: URL, decide the type.
 SIGNATURES = {
     "image/png": PNG,
-    "image/jpeg": b"\xff\xd8\xff\xe0" + bytes(20),
-    "image/gif": b"GIF89a" + bytes(20),
-    "image/webp": b"RIFF\x10\x00\x00\x00WEBPVP8 " + bytes(20),
+    "image/jpeg": jpeg_header(2, 3),
+    "image/gif": gif_header(2, 3),
+    "image/webp": webp_header(2, 3),
 }
 
 
@@ -470,6 +495,249 @@ def test_huge_image_is_refused_before_decoding() -> None:
     # Not valid base64 at all, but too long: the size check comes first.
     url = "data:image/png;base64," + "!" * (4 * MAX_IMAGE)
     assert rejected(user_with_parts(image_part(url))).code == "image_too_large"
+
+
+@pytest.mark.parametrize("header", [png_header, jpeg_header, gif_header, webp_header],
+                         ids=["png", "jpeg", "gif", "webp"])
+def test_pixel_budget_counts_the_declared_size(header) -> None:
+    assert parse(user_with_parts(image_part(data_url(header(10, 10)))),
+                 max_image_pixels=100).images[0].data == header(10, 10)
+    error = rejected(user_with_parts(image_part(data_url(header(10, 11)))),
+                     max_image_pixels=100)
+    assert error.code == "image_too_large"
+    assert error.param == "messages[0].content[0].image_url.url"
+    assert "10x11 pixels" in error.message and "PROXY_MAX_IMAGE_MEGAPIXELS" in error.message
+
+
+def test_a_decompression_bomb_is_refused_by_its_header() -> None:
+    # 30000x30000 pixels in a few bytes: what made a Codex child take 3.4 GB (issue 17).
+    error = rejected(user_with_parts(image_part(data_url(png_header(30000, 30000)))))
+    assert error.code == "image_too_large"
+    assert "30000x30000" in error.message and "50,000,000" in error.message
+
+
+@pytest.mark.parametrize("data", [
+    b"\x89PNG\r\n\x1a\n" + bytes(40), png_header(0, 5), b"\xff\xd8\xff\xe0" + bytes(20),
+])
+def test_an_image_whose_size_cannot_be_read_is_refused(data: bytes) -> None:
+    error = rejected(user_with_parts(image_part(data_url(data))))
+    assert error.code == "invalid_image"
+
+
+def test_the_request_s_images_together_have_a_budget() -> None:
+    image = png_header(4, 4) + bytes(300)
+    parts = [image_part(data_url(image))] * 3
+    assert len(parse(user_with_parts(*parts), max_images_bytes=3 * len(image)).images) == 3
+    error = rejected(body_with(messages=[
+        {"role": "user", "content": parts[:2]}, {"role": "user", "content": parts[:1]},
+    ]), max_images_bytes=3 * len(image) - 1)
+    assert error.code == "image_too_large"
+    assert error.param == "messages[1].content[0].image_url.url"
+    assert "PROXY_MAX_IMAGES_MB" in error.message
+
+
+def test_the_number_of_images_is_bounded() -> None:
+    parts = [image_part(data_url(png_header(1, 1)))] * 3
+    assert len(parse(user_with_parts(*parts), max_images=3).images) == 3
+    error = rejected(user_with_parts(*parts, parts[0]), max_images=3)
+    assert error.param == "messages[0].content[3].image_url.url"
+    assert error.code == "image_too_large"
+
+
+@pytest.mark.parametrize("encoded", ["QQ==QUJD", "QUJDQQ==QUJD", "QQ=="[:3]])
+def test_base64_padding_only_at_the_end(encoded: str) -> None:
+    error = rejected(user_with_parts(image_part("data:image/png;base64," + encoded)))
+    assert error.code == "invalid_image"
+
+
+def test_large_images_decode_across_base64_slices() -> None:
+    # Longer than one decoding slice (1 MiB of base64), with padding at the very end.
+    image = png_header(8, 8) + bytes(range(256)) * 3000 + b"x"
+    request = parse(user_with_parts(image_part(data_url(image))), max_image_bytes=1 << 21)
+    assert request.images[0].data == image
+
+
+# -- how many messages and parts ---------------------------------------------------------------
+
+
+def test_the_number_of_messages_is_bounded() -> None:
+    assert len(parse(body_with(messages=[USER_HI] * 5), max_messages=5).messages) == 5
+    error = rejected(body_with(messages=[USER_HI] * 6), max_messages=5)
+    assert error.param == "messages"
+    assert error.code == "array_above_max_length"
+    assert "6 messages" in error.message
+
+
+def test_content_parts_and_tool_calls_together_are_bounded() -> None:
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "a"}] * 3},
+        {"role": "assistant", "content": None, "tool_calls": [call] * 2},
+    ]
+    assert len(parse(body_with(messages=messages), max_parts=5).messages) == 2
+    error = rejected(body_with(messages=[*messages, {"role": "user", "content": [
+        {"type": "text", "text": "b"}]}]), max_parts=5)
+    assert error.param == "messages[2].content"
+    assert error.code == "array_above_max_length"
+
+
+# -- JSON that reaches Codex -------------------------------------------------------------------
+
+
+def nested(levels: int) -> Any:
+    """A JSON object nested `levels` deep (itself the first level)."""
+    value: Any = {"type": "string"}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+def test_nested_counts_its_levels() -> None:
+    assert nested(1) == {"type": "string"}
+    assert nested(3) == {"a": {"a": {"type": "string"}}}
+
+
+def test_tool_parameters_nested_up_to_the_budget_are_accepted() -> None:
+    tool = function_tool("deep", parameters=nested(MAX_JSON_DEPTH))
+    assert parse(body_with(tools=[tool])).tools[0].parameters == nested(MAX_JSON_DEPTH)
+
+
+@pytest.mark.parametrize("levels", [MAX_JSON_DEPTH + 1, 124, 200])
+def test_tool_parameters_nested_deeper_than_codex_reads_are_refused(levels: int) -> None:
+    tools = [WEATHER_TOOL, function_tool("deep", parameters=nested(levels))]
+    error = rejected(body_with(tools=tools))
+    assert error.param == "tools[1].function.parameters"
+    assert error.code == "nesting_too_deep"
+    assert str(MAX_JSON_DEPTH) in error.message
+
+
+def test_an_enum_of_nested_arrays_counts_too() -> None:
+    # The issue's other reproducer: an enum of 200 nested arrays.
+    enum: Any = []
+    for _ in range(200):
+        enum = [enum]
+    error = rejected(body_with(tools=[function_tool("f", parameters={"enum": enum})]))
+    assert error.code == "nesting_too_deep"
+
+
+def test_tool_call_arguments_sent_as_objects_have_the_same_budget() -> None:
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": nested(65)}}
+    error = rejected(body_with(messages=[
+        USER_HI, {"role": "assistant", "content": None, "tool_calls": [call]}]))
+    assert error.param == "messages[1].tool_calls[0].function.arguments"
+    assert error.code == "nesting_too_deep"
+
+
+def test_arguments_deeper_than_json_dumps_recursion_are_a_400() -> None:
+    # Parsed fine by the C scanner, but json.dumps would raise RecursionError (a 500).
+    arguments = "[" * 950 + "]" * 950
+    raw = ('{"messages": [{"role": "assistant", "content": null, "tool_calls": [{"id": "c", '
+           '"function": {"name": "f", "arguments": ' + arguments + '}}]}]}').encode()
+    with pytest.raises(ApiError) as caught:
+        read_chat_request(raw, default_model="gpt-5", limits=InputLimits())
+    assert caught.value.code == "nesting_too_deep"
+
+
+@pytest.mark.parametrize("number", [2**64, -(2**63) - 1, 10**30, float("inf"), float("nan")])
+def test_numbers_codex_cannot_read_are_refused(number: Any) -> None:
+    tool = function_tool("f", parameters={"type": "integer", "maximum": number})
+    error = rejected(body_with(tools=[tool]))
+    assert error.param == "tools[0].function.parameters"
+    assert error.code == "number_out_of_range"
+
+
+@pytest.mark.parametrize("number", [2**64 - 1, -(2**63), 0, 1.5e308, True])
+def test_numbers_codex_reads_are_kept(number: Any) -> None:
+    tool = function_tool("f", parameters={"type": "integer", "maximum": number})
+    assert parse(body_with(tools=[tool])).tools[0].parameters["maximum"] == number
+
+
+# -- the body's bytes --------------------------------------------------------------------------
+
+
+def read(raw: bytes | str, *, interruptible: bool = False) -> ChatRequest:
+    data = raw.encode() if isinstance(raw, str) else raw
+    return read_chat_request(data, default_model="gpt-5", limits=InputLimits(),
+                             interruptible=interruptible)[0]
+
+
+def refused(raw: bytes | str, *, interruptible: bool = False) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        read(raw, interruptible=interruptible)
+    assert caught.value.status == 400
+    return caught.value
+
+
+BOTH_SCANNERS = pytest.mark.parametrize("interruptible", [False, True],
+                                        ids=["c-scanner", "python-scanner"])
+
+
+@BOTH_SCANNERS
+def test_both_scanners_read_the_same_request(interruptible: bool) -> None:
+    body = json.dumps(body_with(
+        messages=[{"role": "system", "content": "Be brief. 😀"}, USER_HI,
+                  {"role": "user", "content": [{"type": "text", "text": "x\u00e9\n"}]}],
+        tools=[WEATHER_TOOL], temperature=0.2, stream=True))
+    assert read(body, interruptible=interruptible) == parse(json.loads(body))
+
+
+@BOTH_SCANNERS
+@pytest.mark.parametrize("levels", [1_100, 100_000])
+def test_a_body_nested_past_the_parser_s_recursion_is_a_400(interruptible, levels) -> None:
+    raw = '{"messages": [], "metadata": ' + "[" * levels + "]" * levels + "}"
+    error = refused(raw, interruptible=interruptible)
+    assert error.code == "nesting_too_deep"
+    assert error.param is None
+
+
+@BOTH_SCANNERS
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinities_are_not_json(interruptible, constant) -> None:
+    error = refused('{"messages": [], "temperature": ' + constant + "}",
+                    interruptible=interruptible)
+    assert error.code == "invalid_json"
+    assert constant.lstrip("-") in error.message
+
+
+@BOTH_SCANNERS
+@pytest.mark.parametrize(("body", "param"), [
+    ('{"model": "gpt\\ud800", "messages": [{"role": "user", "content": "hi"}]}', "model"),
+    ('{"messages": [{"role": "user", "content": "a\\udfffb"}]}', "messages[0].content"),
+    ('{"messages": [{"role": "user", "content": [{"type": "text", "text": "ok"}, '
+     '{"type": "text", "text": "\\uDBFF"}]}]}', "messages[0].content[1].text"),
+    ('{"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", '
+     '"function": {"name": "f", "parameters": {"properties": {"\\ud800": {}}}}}]}',
+     "tools[0].function.parameters.properties"),
+    ('{"messages": [{"role": "user", "content": "hi"}], "\\udc00": 1}', None),
+    ('{"messages": [{"role": "user", "content": "hi"}], "user": "\\ude00\\ud83d"}', "user"),
+])
+def test_lone_surrogates_anywhere_are_refused_naming_the_field(interruptible, body,
+                                                                param) -> None:
+    error = refused(body, interruptible=interruptible)
+    assert error.code == "invalid_string"
+    assert error.param == param
+
+
+def test_a_large_body_may_hold_so_many_json_values() -> None:
+    # Counted: the body, "messages", its message and the message's two strings, "metadata",
+    # and each number in it.
+    def body(numbers: int) -> str:
+        return json.dumps({"messages": [USER_HI], "metadata": [0] * numbers})
+
+    assert read(body(MAX_BODY_VALUES - 6), interruptible=True).messages[0].text == "hi"
+    error = refused(body(MAX_BODY_VALUES - 5), interruptible=True)
+    assert (error.code, error.param) == ("too_many_values", None)
+    assert "250,000" in error.message
+
+
+def test_paired_surrogate_escapes_are_text() -> None:
+    raw = '{"messages": [{"role": "user", "content": "\\ud83d\\ude00 and \\\\ud800"}]}'
+    assert read(raw).messages[0].text == "😀 and \\ud800"
+
+
+def test_utf8_encoded_surrogates_are_not_utf8() -> None:
+    raw = b'{"messages": [{"role": "user", "content": "\xed\xa0\x80"}]}'
+    assert refused(raw).code == "invalid_json"
 
 
 # -- stream options ----------------------------------------------------------------------------

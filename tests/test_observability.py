@@ -16,44 +16,6 @@ import trio
 
 from conftest import AUTH, chat_body, is_ready, listening_url, open_stream
 
-
-class LogWatcher(logging.Handler):
-    """Collects the proxy's request lines; lets a test await one instead of sleeping."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-        self._changed = trio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-        self._changed.set()
-        self._changed = trio.Event()
-
-    def text(self) -> str:
-        return "\n".join(record.getMessage() for record in self.records)
-
-    async def wait_for_line(self, pattern: str) -> str:
-        with trio.fail_after(10):
-            while True:
-                for record in self.records:
-                    if re.search(pattern, record.getMessage()):
-                        return record.getMessage()
-                await self._changed.wait()
-
-
-@pytest.fixture
-def logs():
-    watcher = LogWatcher()
-    root = logging.getLogger("codex_openai_proxy")
-    old_level = root.level
-    root.addHandler(watcher)
-    root.setLevel(logging.DEBUG)
-    yield watcher
-    root.removeHandler(watcher)
-    root.setLevel(old_level)
-
-
 REQUEST_LINE = r"^POST /v1/chat/completions "
 
 

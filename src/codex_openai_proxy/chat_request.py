@@ -4,18 +4,42 @@ Each rejection is a 400 whose `param` names the exact field in OpenAI's notation
 (`messages[2].content[0].image_url.url`), so a client developer can find the mistake at once.
 Knobs Codex cannot honour (temperature, top_p, penalties, max_tokens, ...) are accepted and
 ignored: clients send them by default and refusing them would break every client.
+
+Whatever would make Codex fail, hang or blow up is refused here, before any child starts:
+
+* JSON Codex cannot read: a JSON-RPC message nested 128 levels or more (codex-cli 0.169.0's
+  serde_json limit; the app-server then never answers), integers beyond 64 bits, NaN and
+  infinities. Client JSON that reaches Codex (a tool's `parameters`, tool call arguments sent
+  as objects) may nest `MAX_JSON_DEPTH` levels, far inside that limit.
+* Lone UTF-16 surrogates (`"\\ud800"`), which are no text and cannot be written to a pipe.
+* A `model` that is no model name (control characters, spaces, a leading `-` that Codex would
+  read as an option, or longer than any model id).
+* Images whose header declares more pixels than `InputLimits.max_image_pixels`: Codex decodes
+  every image in full, so a small PNG of 30000x30000 pixels costs it gigabytes.
+* More messages, parts or images than `InputLimits` allows, so that the proxy's own work on a
+  request (rendering the prompt, writing the images) stays small.
+
+The body's bytes are read by `read_chat_request`. A large body is read with the pure-Python
+JSON scanner, in a worker thread (see app.py): the C scanner holds the GIL for the whole parse
+(~0.3 s for 15 MB of small objects), which would stall the event loop even from a thread.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import codecs
+import itertools
 import json
+import json.scanner
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .errors import ApiError, invalid
+from .errors import ApiError, invalid, invalid_json, nesting_too_deep
+from .image_header import image_size
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 ROLES: tuple[Role, ...] = ("system", "developer", "user", "assistant", "tool")
@@ -32,9 +56,63 @@ IMAGE_MEDIA_TYPES = {
     "image/webp": "webp",
 }
 
+#: How deep client JSON that reaches Codex may nest (the value itself is level 1). Codex reads
+#: a JSON-RPC message up to 127 levels (measured with codex-cli 0.169.0: a tool's parameters
+#: sit 4 levels deep in `thread/start`, and nest 123 levels at most); 64 leaves room for Codex
+#: to wrap them deeper, and is far beyond any real schema.
+MAX_JSON_DEPTH = 64
+#: Integers Codex's JSON holds: i64 and u64 (a larger one makes it refuse the message).
+MIN_JSON_INT, MAX_JSON_INT = -(2**63), 2**64 - 1
+#: The most JSON values (objects, arrays, strings, numbers) a body may hold. Read in a worker
+#: thread, a body still costs the event loop whatever one call into C costs, and freeing a
+#: refused body is one such call: 450,000 messages (1.35 million values) took ~30 ms to free.
+#: More than the largest request the other limits let through is likely to need (10,000
+#: messages of a part each make ~60,000 values); a body of up to 64 KB, read on the event
+#: loop, cannot hold this many.
+MAX_BODY_VALUES = 250_000
+#: Longer than any model id; a model is passed as an argument and quoted in Codex's warnings.
+MAX_MODEL_CHARS = 256
+
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: A lone surrogate can only come from a `\uD800`-`\uDFFF` escape (the bytes are read as
+#: strict UTF-8), so a body without such an escape needs no search for one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,63}$")
+#: base64 is decoded in slices of this many characters (a multiple of 4): one call over a
+#: 20 MB image holds the GIL for ~0.1 s.
+_BASE64_SLICE = 1 << 20
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)(?P<params>(?:;[^,;]*)*),(?P<data>.*)$",
                        re.DOTALL)
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """How much one request may ask of Codex and of the proxy."""
+
+    #: One image's decoded bytes (PROXY_MAX_IMAGE_MB).
+    max_image_bytes: int = 20 * 1024 * 1024
+    #: One image's pixels, from its header (PROXY_MAX_IMAGE_MEGAPIXELS). Codex decodes an
+    #: image in full, at 4 bytes a pixel or more: 50 million pixels is ~200 MB in the child.
+    max_image_pixels: int = 50_000_000
+    #: All of a request's images together, decoded (PROXY_MAX_IMAGES_MB).
+    max_images_bytes: int = 64 * 1024 * 1024
+    #: Images in one request: each is a file, and an argument on `codex exec`'s command line.
+    max_images: int = 500
+    #: Messages in one request, and content parts plus tool calls over all of them: bounds
+    #: the work of rendering the prompt, which happens on the event loop.
+    max_messages: int = 10_000
+    max_parts: int = 50_000
+
+
+@dataclass
+class _Tally:
+    """What the request has used of its limits so far, while it is read."""
+
+    limits: InputLimits
+    images: int = 0
+    image_bytes: int = 0
+    parts: int = 0
 
 
 @dataclass(frozen=True)
@@ -127,17 +205,145 @@ class ChatRequest:
         return self.codex_model or self.model
 
 
-def parse_chat_request(body: Any, *, default_model: str, max_image_bytes: int) -> ChatRequest:
+def read_chat_request(raw: bytes | Sequence[bytes], *, default_model: str,
+                      limits: InputLimits, interruptible: bool = False,
+                      ) -> tuple[ChatRequest, dict[str, Any]]:
+    """The request in a body's bytes (whole, or in the pieces it arrived in), and the decoded
+    body; or a 400 `ApiError`.
+
+    `interruptible` reads the JSON with the pure-Python scanner, which lets other threads run
+    between values (the C scanner holds the GIL until it is done): for large bodies read in a
+    worker thread while the event loop keeps serving."""
+    body = decode_json_body(raw, interruptible=interruptible)
+    return parse_chat_request(body, default_model=default_model, limits=limits), body
+
+
+def decode_json_body(raw: bytes | Sequence[bytes], *, interruptible: bool = False) -> Any:
+    """Decode a JSON body, refusing what JSON or Codex do not take: bytes that are no UTF-8
+    (encoded surrogates included), NaN and infinities, nesting beyond the parser's recursion,
+    and lone surrogates in any string or key."""
+    try:
+        text = _decode_text([raw] if isinstance(raw, bytes) else raw)
+    except UnicodeDecodeError as error:
+        raise invalid_json(str(error)) from None
+    decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+    if interruptible:
+        decoder.scan_once = _budgeted_python_scanner(decoder)  # type: ignore[attr-defined]
+    try:
+        body = decoder.decode(text)
+    except RecursionError:
+        raise nesting_too_deep(None, None) from None
+    except _TooManyValues:
+        raise invalid(f"The request body holds more than {MAX_BODY_VALUES:,} JSON values.",
+                      None, "too_many_values") from None
+    except ValueError as error:  # JSONDecodeError, NaN, an integer of over 4,300 digits
+        raise invalid_json(str(error)) from None
+    if _SURROGATE_ESCAPE.search(text) and (where := find_lone_surrogate(body)) is not None:
+        holder = f"'{where}'" if where else "The request body"
+        raise invalid(f"{holder} contains a lone UTF-16 surrogate (an unpaired "
+                      "\\ud800-\\udfff escape), which is not text.", where or None,
+                      "invalid_string")
+    return body
+
+
+def _decode_text(chunks: Sequence[bytes]) -> str:
+    """The text of a body in pieces, in the encoding JSON detects (UTF-8, -16 or -32), strictly:
+    json.loads(bytes) would let UTF-8-encoded surrogates through. Decoded a piece at a time,
+    so that the only copy of the whole is the final join."""
+    head = b"".join(itertools.islice(chunks, 4))[:4]
+    decoder = codecs.getincrementaldecoder(json.detect_encoding(head))()
+    pieces = [decoder.decode(chunk) for chunk in chunks]
+    pieces.append(decoder.decode(b"", final=True))
+    return "".join(pieces)
+
+
+class _TooManyValues(Exception):
+    pass
+
+
+def _budgeted_python_scanner(decoder: json.JSONDecoder) -> Any:
+    """The standard library's pure-Python scanner, which stops past `MAX_BODY_VALUES` values:
+    it counts each object, array, string and number as the scanner asks for it."""
+    counted = itertools.count(1)
+
+    def counting(parse: Any) -> Any:
+        def parse_counted(*args: Any) -> Any:
+            if next(counted) > MAX_BODY_VALUES:
+                raise _TooManyValues
+            return parse(*args)
+        return parse_counted
+
+    # py_make_scanner takes these from the decoder when it is made, so they are set first.
+    for name in ("parse_object", "parse_array", "parse_string", "parse_int", "parse_float"):
+        setattr(decoder, name, counting(getattr(decoder, name)))
+    return json.scanner.py_make_scanner(decoder)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def find_lone_surrogate(value: Any) -> str | None:
+    """Where the first lone surrogate is, in document order: the path of the string holding
+    it, or of the object whose key holds it ("" for the body itself); None if there is none."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if _has_surrogate(node):
+                return path
+        elif isinstance(node, dict):
+            if any(_has_surrogate(key) for key in node):
+                return path
+            stack.extend((item, _child_path(path, key)) for key, item in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((node[index], f"{path}[{index}]")
+                         for index in range(len(node) - 1, -1, -1))
+    return None
+
+
+def _has_surrogate(text: str) -> bool:
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def _child_path(path: str, key: str) -> str:
+    # Keys are shown as they are when they look like names, and elided otherwise: a key can be
+    # anything, a megabyte of text included.
+    name = key if _SIMPLE_KEY.match(key) else "[…]"
+    return f"{path}{name}" if not path or name.startswith("[") else f"{path}.{name}"
+
+
+def check_codex_json(value: Any, param: str) -> None:
+    """Refuse client JSON that Codex would choke on: nested over `MAX_JSON_DEPTH` levels, an
+    integer beyond 64 bits, NaN or an infinity (`1e999` reads as one)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise nesting_too_deep(param, MAX_JSON_DEPTH)
+            items = node.values() if isinstance(node, dict) else node
+            stack.extend((item, depth + 1) for item in items)
+        elif isinstance(node, int | float) and not _codex_reads_number(node):
+            raise invalid(f"'{param}' holds a number Codex cannot read: integers must "
+                          "fit in 64 bits, and numbers must be finite.", param,
+                          "number_out_of_range")
+
+
+def _codex_reads_number(value: int | float) -> bool:
+    if isinstance(value, int):  # booleans too, which are 0 and 1
+        return MIN_JSON_INT <= value <= MAX_JSON_INT
+    return math.isfinite(value)
+
+
+def parse_chat_request(body: Any, *, default_model: str,
+                       limits: InputLimits | None = None) -> ChatRequest:
     """Check a decoded JSON body and build the request, or raise a 400 `ApiError`."""
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.", None)
+    tally = _Tally(limits or InputLimits())
 
-    model = body.get("model")
-    if model is None:
-        model = default_model
-    elif not isinstance(model, str) or not model.strip():
-        raise invalid("'model' must be a non-empty string.", "model")
-
+    model = _parse_model(body.get("model"), default_model)
     stream = _optional_bool(body, "stream", "stream", default=False)
     include_usage = False
     stream_options = body.get("stream_options")
@@ -164,10 +370,10 @@ def parse_chat_request(body: Any, *, default_model: str, max_image_bytes: int) -
         body, "parallel_tool_calls", "parallel_tool_calls", default=True
     )
 
-    messages = _parse_messages(body.get("messages"), max_image_bytes)
+    messages = _parse_messages(body.get("messages"), tally)
     output_schema = _parse_response_format(body.get("response_format"))
     return ChatRequest(
-        model=model.strip(),
+        model=model,
         messages=messages,
         stream=stream,
         include_usage=include_usage,
@@ -198,7 +404,29 @@ def _parse_response_format(raw: Any) -> dict[str, Any] | None:
     if not isinstance(schema, dict):
         raise invalid("'response_format.json_schema.schema' must be a JSON Schema object.",
                       "response_format.json_schema.schema")
+    check_codex_json(schema, "response_format.json_schema.schema")
     return schema
+
+
+def _parse_model(raw: Any, default_model: str) -> str:
+    """The model id, checked: it becomes an argument of Codex's command line (`-m`) and a
+    field of its JSON-RPC, and Codex quotes it in its warnings, which are logged. The message
+    never repeats the model: it can be anything, control characters included."""
+    if raw is None:
+        return default_model
+    if not isinstance(raw, str) or not raw.strip():
+        raise invalid("'model' must be a non-empty string.", "model")
+    model = raw.strip()
+    if len(model) > MAX_MODEL_CHARS:
+        raise invalid(f"'model' is {len(model):,} characters long; a model id has at most "
+                      f"{MAX_MODEL_CHARS}.", "model", "invalid_model")
+    if not model.isprintable() or " " in model:
+        raise invalid("'model' must be printable characters without spaces, control "
+                      "characters or surrogates.", "model", "invalid_model")
+    if model.startswith("-"):
+        raise invalid("'model' must not begin with '-' (Codex would read it as an option).",
+                      "model", "invalid_model")
+    return model
 
 
 def _optional_bool(container: dict[str, Any], key: str, param: str, *, default: bool) -> bool:
@@ -229,18 +457,22 @@ def _parse_effort(body: dict[str, Any]) -> str | None:
     return effort.strip().lower()
 
 
-def _parse_messages(raw: Any, max_image_bytes: int) -> tuple[Message, ...]:
+def _parse_messages(raw: Any, tally: _Tally) -> tuple[Message, ...]:
     if raw is None:
         raise invalid("'messages' is required.", "messages")
     if not isinstance(raw, list) or not raw:
         raise invalid("'messages' must be a non-empty array.", "messages")
+    if len(raw) > tally.limits.max_messages:
+        raise invalid(f"'messages' has {len(raw):,} messages; at most "
+                      f"{tally.limits.max_messages:,} are accepted.", "messages",
+                      "array_above_max_length")
     return tuple(
-        _parse_message(item, f"messages[{index}]", max_image_bytes)
+        _parse_message(item, f"messages[{index}]", tally)
         for index, item in enumerate(raw)
     )
 
 
-def _parse_message(raw: Any, where: str, max_image_bytes: int) -> Message:
+def _parse_message(raw: Any, where: str, tally: _Tally) -> Message:
     if not isinstance(raw, dict):
         raise invalid(f"'{where}' must be an object with 'role' and 'content'.", where)
     role = raw.get("role")
@@ -254,7 +486,7 @@ def _parse_message(raw: Any, where: str, max_image_bytes: int) -> Message:
 
     tool_calls: tuple[ToolCall, ...] = ()
     if role == "assistant" and raw.get("tool_calls") is not None:
-        tool_calls = _parse_tool_calls(raw["tool_calls"], f"{where}.tool_calls")
+        tool_calls = _parse_tool_calls(raw["tool_calls"], f"{where}.tool_calls", tally)
 
     tool_call_id = None
     if role == "tool":
@@ -272,17 +504,26 @@ def _parse_message(raw: Any, where: str, max_image_bytes: int) -> Message:
     allowed = ("text", "image_url") if role == "user" else ("text",)
     if role == "assistant":
         allowed = ("text", "refusal")
-    parts = _parse_content(content, f"{where}.content", allowed, max_image_bytes)
+    parts = _parse_content(content, f"{where}.content", allowed, tally)
     return Message(role, parts, name, tool_calls, tool_call_id)
 
 
+def _count_parts(tally: _Tally, count: int, where: str) -> None:
+    tally.parts += count
+    if tally.parts > tally.limits.max_parts:
+        raise invalid(f"The messages have more than {tally.limits.max_parts:,} content parts "
+                      f"and tool calls together (at '{where}').", where,
+                      "array_above_max_length")
+
+
 def _parse_content(
-    content: Any, where: str, allowed: tuple[str, ...], max_image_bytes: int
+    content: Any, where: str, allowed: tuple[str, ...], tally: _Tally
 ) -> tuple[Part, ...]:
     if isinstance(content, str):
         return (TextPart(content),)
     if not isinstance(content, list):
         raise invalid(f"'{where}' must be a string or an array of content parts.", where)
+    _count_parts(tally, len(content), where)
     parts: list[Part] = []
     for index, part in enumerate(content):
         at = f"{where}[{index}]"
@@ -298,19 +539,20 @@ def _parse_content(
                 raise invalid(f"'{at}.{kind}' must be a string.", f"{at}.{kind}")
             parts.append(TextPart(text))
         else:
-            parts.append(_parse_image(part.get("image_url"), f"{at}.image_url", max_image_bytes))
+            parts.append(_parse_image(part.get("image_url"), f"{at}.image_url", tally))
     return tuple(parts)
 
 
-def _parse_image(raw: Any, where: str, max_bytes: int) -> ImagePart:
+def _parse_image(raw: Any, where: str, tally: _Tally) -> ImagePart:
     url = raw.get("url") if isinstance(raw, dict) else None
+    param = f"{where}.url"
     if not isinstance(url, str):
-        raise invalid(f"'{where}.url' must be a string.", f"{where}.url")
+        raise invalid(f"'{param}' must be a string.", param)
     if not url.startswith("data:"):
         raise invalid(
             "Only inline images are accepted: send the image as a data: URL "
             "(data:image/png;base64,...). The proxy never fetches URLs.",
-            f"{where}.url",
+            param,
             "image_url_not_supported",
         )
     match = _DATA_URL.match(url)
@@ -319,33 +561,59 @@ def _parse_image(raw: Any, where: str, max_bytes: int) -> ImagePart:
         raise invalid(
             "Inline images must be base64 data: URLs of type image/png, image/jpeg, image/gif "
             "or image/webp.",
-            f"{where}.url",
+            param,
             "invalid_image",
         )
     if ";base64" not in match["params"].lower():
-        raise invalid("Inline images must be base64-encoded (;base64,).", f"{where}.url",
+        raise invalid("Inline images must be base64-encoded (;base64,).", param,
                       "invalid_image")
+    limits = tally.limits
+    tally.images += 1
+    if tally.images > limits.max_images:
+        raise invalid(f"The request has more than {limits.max_images} images.", param,
+                      "image_too_large")
     encoded = match["data"]
     # Refuse before decoding: base64 is 4/3 of the data, so this bounds the work done.
-    if len(encoded) * 3 // 4 > max_bytes + 3:
-        raise _image_too_large(where, max_bytes)
-    try:
-        data = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise invalid("The image's base64 data is invalid.", f"{where}.url",
-                      "invalid_image") from None
-    if len(data) > max_bytes:
-        raise _image_too_large(where, max_bytes)
+    if len(encoded) * 3 // 4 > limits.max_image_bytes + 3:
+        raise _image_too_large(param, limits.max_image_bytes)
+    data = _decode_base64(encoded, param)
+    if len(data) > limits.max_image_bytes:
+        raise _image_too_large(param, limits.max_image_bytes)
+    tally.image_bytes += len(data)
+    if tally.image_bytes > limits.max_images_bytes:
+        raise invalid(
+            f"The request's images come to more than the {_megabytes(limits.max_images_bytes)} "
+            "MB allowed in one request (PROXY_MAX_IMAGES_MB).", param, "image_too_large")
     # Codex silently drops an image it cannot decode, so a broken one would vanish from the
     # conversation without a word. The bytes decide the type; a mislabelled data: URL is fine.
     sniffed = sniff_image_type(data)
-    if sniffed is None:
-        raise invalid("The image data is not a PNG, JPEG, GIF or WebP image.", f"{where}.url",
-                      "invalid_image")
+    size = image_size(data) if sniffed else None
+    if sniffed is None or size is None:
+        raise invalid("The image data is not a PNG, JPEG, GIF or WebP image with a readable "
+                      "size.", param, "invalid_image")
+    width, height = size
+    if width * height > limits.max_image_pixels:
+        raise invalid(
+            f"The image is {width}x{height} pixels, more than the {limits.max_image_pixels:,} "
+            "allowed (PROXY_MAX_IMAGE_MEGAPIXELS): Codex decodes images in full. Scale it "
+            "down first; Codex would shrink it to 2048x768 anyway.", param, "image_too_large")
     detail = raw.get("detail") or "auto"
     if detail not in ("auto", "low", "high"):
         raise invalid("'image_url.detail' must be auto, low or high.", f"{where}.detail")
     return ImagePart(sniffed, data, detail)
+
+
+def _decode_base64(encoded: str, param: str) -> bytes:
+    """Strict base64, decoded a slice at a time (see `_BASE64_SLICE`)."""
+    slices = [encoded[start:start + _BASE64_SLICE]
+              for start in range(0, len(encoded), _BASE64_SLICE)]
+    try:
+        # Padding may only end the data: a slice that is not the last must not hold any.
+        if len(encoded) % 4 or any("=" in piece for piece in slices[:-1]):
+            raise binascii.Error("misplaced padding")
+        return b"".join(base64.b64decode(piece, validate=True) for piece in slices)
+    except (binascii.Error, ValueError):
+        raise invalid("The image's base64 data is invalid.", param, "invalid_image") from None
 
 
 def sniff_image_type(data: bytes) -> str | None:
@@ -361,18 +629,23 @@ def sniff_image_type(data: bytes) -> str | None:
     return None
 
 
-def _image_too_large(where: str, max_bytes: int) -> ApiError:
+def _megabytes(size: int) -> str:
+    return f"{size / 1024 / 1024:g}"
+
+
+def _image_too_large(param: str, max_bytes: int) -> ApiError:
     return invalid(
-        f"The image is larger than the {max_bytes / 1024 / 1024:g} MB allowed "
+        f"The image is larger than the {_megabytes(max_bytes)} MB allowed "
         "(PROXY_MAX_IMAGE_MB).",
-        f"{where}.url",
+        param,
         "image_too_large",
     )
 
 
-def _parse_tool_calls(raw: Any, where: str) -> tuple[ToolCall, ...]:
+def _parse_tool_calls(raw: Any, where: str, tally: _Tally) -> tuple[ToolCall, ...]:
     if not isinstance(raw, list):
         raise invalid(f"'{where}' must be an array.", where)
+    _count_parts(tally, len(raw), where)
     calls = []
     for index, item in enumerate(raw):
         at = f"{where}[{index}]"
@@ -387,7 +660,9 @@ def _parse_tool_calls(raw: Any, where: str) -> tuple[ToolCall, ...]:
                           f"{at}.function.name")
         arguments = function.get("arguments", "")
         if isinstance(arguments, dict | list):
-            # Some clients send the parsed object; the model only ever sees JSON text.
+            # Some clients send the parsed object; the model only ever sees JSON text. Checked
+            # first: a value nested ~1,000 levels would overflow json.dumps' recursion.
+            check_codex_json(arguments, f"{at}.function.arguments")
             arguments = json.dumps(arguments, ensure_ascii=False)
         if not isinstance(arguments, str):
             raise invalid(f"'{at}.function.arguments' must be a JSON string.",
@@ -431,6 +706,7 @@ def _parse_tools(raw: Any) -> tuple[FunctionTool, ...]:
         if not isinstance(parameters, dict):
             raise invalid(f"'{at}.function.parameters' must be a JSON Schema object.",
                           f"{at}.function.parameters")
+        check_codex_json(parameters, f"{at}.function.parameters")
         strict = function.get("strict")
         if strict is not None and not isinstance(strict, bool):
             raise invalid(f"'{at}.function.strict' must be a boolean.", f"{at}.function.strict")

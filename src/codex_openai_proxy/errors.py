@@ -8,6 +8,15 @@ has one named constructor here. Nothing else in the package builds an `ApiError`
 |-------:|-------------------------------|-------------------------------------------------------|
 | 400    | (varies), `param` names field | the request cannot be honoured (`invalid`)            |
 | 400    | `tools_unsupported`           | tools asked of a Codex build without app-server       |
+| 400    | `invalid_model`               | a `model` Codex could not take (length, characters)   |
+| 400    | `invalid_string`              | a string with a lone surrogate (not Unicode text)     |
+| 400    | `nesting_too_deep`            | JSON nested deeper than Codex reads                   |
+| 400    | `number_out_of_range`         | a number Codex's JSON cannot hold                     |
+| 400    | `image_too_large`             | an image over the byte or pixel budget, or too many   |
+| 400    | `array_above_max_length`      | more messages (or parts) than the proxy takes         |
+| 400    | `too_many_values`             | a body of more JSON values than the proxy reads       |
+| 400    | `context_length_exceeded`     | a prompt over Codex's 1,048,576-character input limit |
+| 400    | `arguments_too_long`          | the run's command line is over the system's limit     |
 | 401    | `missing_api_key`             | no `Authorization` header on `/v1/*`                  |
 | 401    | `invalid_api_key`             | a key other than `PROXY_API_KEY`                      |
 | 404    | `unknown_url`                 | no such route                                         |
@@ -21,6 +30,7 @@ has one named constructor here. Nothing else in the package builds an `ApiError`
 | 502    | `codex_not_logged_in`         | Codex has no valid login                              |
 | 502    | `tool_call_required`          | `tool_choice` required a call and the model gave text |
 | 503    | `codex_not_found`             | Codex is missing or cannot be started                 |
+| 503    | `storage_unavailable`         | the run's scratch folder could not be written         |
 | 503    | `shutting_down`               | the server is stopping                                |
 | 504    | `timeout`                     | the run passed `PROXY_REQUEST_TIMEOUT_S`              |
 
@@ -74,6 +84,35 @@ def tools_unsupported(codex_version: str | None) -> ApiError:
         "Tool calling needs `codex app-server`, which this Codex build "
         f"({codex_version or 'unknown version'}) does not have.",
         "tools", "tools_unsupported")
+
+
+def invalid_json(detail: str) -> ApiError:
+    return invalid(f"The request body is not valid JSON: {detail}", None, "invalid_json")
+
+
+def nesting_too_deep(param: str | None, limit: int | None) -> ApiError:
+    """JSON nested deeper than the proxy reads (`param` None: the body, past the parser's
+    recursion) or passes on to Codex (`limit` levels), whose JSON-RPC stops at 127."""
+    if param is None:
+        return invalid("The request body is nested too deeply to read.", None,
+                       "nesting_too_deep")
+    return invalid(f"'{param}' is nested more than {limit} levels deep, more than the proxy "
+                   "passes on to Codex.", param, "nesting_too_deep")
+
+
+def prompt_too_long(chars: int, limit: int) -> ApiError:
+    """The prompt is over Codex's input limit; Codex counts characters (Unicode code points)."""
+    return invalid(
+        f"The conversation makes a prompt of {chars:,} characters; Codex accepts at most "
+        f"{limit:,}. Shorten or condense the conversation.",
+        "messages", "context_length_exceeded")
+
+
+def arguments_too_long() -> ApiError:
+    """The run's command line (E2BIG) is over the system's limit: the request, not Codex."""
+    return invalid(
+        "The request is too large to pass to Codex: its command line is over the system's "
+        "limit (send fewer images).", "messages", "arguments_too_long")
 
 
 def missing_api_key() -> ApiError:
@@ -151,6 +190,13 @@ def tool_call_required() -> ApiError:
 
 def codex_unavailable(problem: str) -> ApiError:
     return ApiError(503, problem, "api_error", None, "codex_not_found", dict(NO_RETRY))
+
+
+def storage_unavailable(reason: str) -> ApiError:
+    """The run's scratch folder (or an image in it) could not be written: a full disk, most
+    often. `reason` is the system's own text (`strerror`), which names no path."""
+    return ApiError(503, f"The proxy could not prepare the run's files: {reason}.", "api_error",
+                    None, "storage_unavailable", dict(NO_RETRY))
 
 
 def shutting_down() -> ApiError:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import trio
 
+from .log_text import log_safe
 from .metrics import ProxyMetrics, route_label
 
 log = logging.getLogger("codex_openai_proxy.requests")
@@ -83,7 +84,8 @@ class RequestLifetimeMiddleware:
         self.metrics.duration.labels(route).observe(duration)
         if first_byte is not None:
             self.metrics.time_to_first_byte.labels(route).observe(first_byte)
-        fields = [f"{scope['method']} {path} {status_text} {duration:.3f}s"]
+        # The path is the client's (percent-decoded: `%0A` is a newline by now).
+        fields = [f"{log_safe(scope['method'])} {log_safe(path)} {status_text} {duration:.3f}s"]
         if run is not None:
             self.metrics.children_ended.labels(run.end_reason).inc()
             fields.append(run.log_fields())

@@ -12,11 +12,25 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from .chat_request import ImagePart, Message
+from .errors import prompt_too_long
 
 TRANSCRIPT_PREAMBLE = (
     "The conversation so far is below, one message per block, each under a [role] header. "
     "Continue it: write the next assistant message, answering the last message."
 )
+
+
+#: Codex's limit on a turn's user input, in characters (Unicode code points, which is what
+#: Python's `len` counts): `MAX_USER_INPUT_TEXT_CHARS` in codex-rs, 1 << 20. codex-cli 0.169.0
+#: refuses a longer prompt ("Input exceeds the maximum length of 1048576 characters"), on
+#: exec's stdin as in app-server's `turn/start`; the system prompt is not counted.
+MAX_PROMPT_CHARS = 1_048_576
+
+
+def check_prompt_length(prompt: str) -> None:
+    """Refuse a prompt Codex would refuse, with a 400 the client can act on."""
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise prompt_too_long(len(prompt), MAX_PROMPT_CHARS)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ Who owns what, and why:
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import shutil
@@ -45,6 +46,7 @@ from .child import Child, LineTooLong, owning, spawn_child
 from .codex_events import CodexEvent, Notice, Usage, failure
 from .codex_setup import CodexLocator
 from .engines import EngineRun, Workspace, prepare_run
+from .log_text import log_safe
 from .settings import EngineName, Settings
 from .spares import SparePool
 
@@ -90,7 +92,7 @@ class Run:
         """The run's part of the request's log line."""
         usage = self.usage
         return (
-            f"model={self.request.model} stream={str(self.request.stream).lower()} "
+            f"model={log_safe(self.request.model)} stream={str(self.request.stream).lower()} "
             f"engine={self.engine} pid={self.pid} child={self.end_reason} exit={self.returncode}"
             + (f" usage={usage.input_tokens}/{usage.output_tokens}"
                f"/cached={usage.cached_input_tokens}"
@@ -124,13 +126,19 @@ class NoticeLog:
     def log(self, run_number: int, notice: Notice) -> None:
         # Codex's warnings (e.g. "Model metadata for `gpt-5` not found") repeat on every run:
         # worth one line in the log, not one per request.
-        if notice.kind == "warning" and notice.detail not in self._warned:
-            self._warned[notice.detail] = None
+        # Codex's text quotes what the client sent (the model, the prompt): escaped and cut.
+        detail = log_safe(notice.detail)
+        if notice.kind == "warning" and detail not in self._warned:
+            self._warned[detail] = None
             if len(self._warned) > MAX_REMEMBERED_WARNINGS:
                 del self._warned[next(iter(self._warned))]
-            log.warning("Codex says: %s", notice.detail)
+            log.warning("Codex says: %s", detail)
         else:
-            log.debug("run %d %s: %s", run_number, notice.kind, notice.detail)
+            log.debug("run %d %s: %s", run_number, notice.kind, detail)
+
+    def __len__(self) -> int:
+        """How many warnings it remembers having logged."""
+        return len(self._warned)
 
 
 class AnswerSink:
@@ -283,13 +291,23 @@ class RunManager:
         setup = await self.locator.get()
         if not setup.install.found:
             raise errors.codex_unavailable(setup.install.problem or "Codex is not available.")
-        scratch_dir = Path(tempfile.mkdtemp(prefix="codex-openai-proxy-"))
         try:
-            workspace = Workspace.inside(scratch_dir)
-            engine_run = prepare_run(run.request, setup, settings, workspace)
+            scratch_dir = Path(tempfile.mkdtemp(prefix="codex-openai-proxy-"))
+        except OSError as error:
+            raise _storage_error(error, tempfile.gettempdir()) from None
+        try:
+            try:
+                workspace = Workspace.inside(scratch_dir)
+                # In a thread: exec writes up to PROXY_MAX_IMAGES_MB of images, which can block
+                # on a disk; app-server renders the conversation, which can be large.
+                engine_run = await trio.to_thread.run_sync(prepare_run, run.request, setup,
+                                                           settings, workspace)
+            except OSError as error:
+                raise _storage_error(error, str(scratch_dir)) from None
             run.engine = engine_run.engine
             if settings.log_bodies:
-                log.debug("run %d input:\n%s", run.number, engine_run.describe_input())
+                log.debug("run %d input: %s", run.number,
+                          log_safe(engine_run.describe_input(), limit=None))
             try:
                 await self._spawn_and_drive(run, engine_run, workspace, send, task_status)
             finally:
@@ -305,9 +323,14 @@ class RunManager:
         settings = self.settings
         sink = AnswerSink(run, send, self._assembler(run.request), self._notices)
         child: Child | None = None
-        spare = None
+        spare, launch = None, None
         if self.spares is not None and engine_run.spare_key is not None:
             spare = await self.spares.take(engine_run.spare_key)
+        if spare is None:
+            try:
+                launch = engine_run.launch(workspace)  # makes the child's folders
+            except OSError as error:
+                raise _storage_error(error, str(workspace.private)) from None
         try:
             # Plain `async with`, not an AsyncExitStack: a run ends with a Cancelled passing
             # through here (the request's nursery stops the child once the answer is out), and
@@ -315,9 +338,9 @@ class RunManager:
             # held each finished run (frames, tasks, pipes: ~250 objects) until a full garbage
             # collection, which then stalled every stream at once (~100 ms at 64 streams; see
             # docs/benchmarks.md).
-            async with (owning(spare, settings.kill_grace_s) if spare is not None
-                        else spawn_child(engine_run.launch(workspace),
-                                         kill_grace_s=settings.kill_grace_s)) as child, send:
+            async with (owning(spare, settings.kill_grace_s) if launch is None
+                        else spawn_child(launch, kill_grace_s=settings.kill_grace_s)) as child, \
+                    send:
                 run.pid = child.pid
                 # The deadline counts from the child's start; a shutdown cancels this too, and
                 # either way the answer ends with an error before the child is stopped.
@@ -334,6 +357,8 @@ class RunManager:
                                 await child.wait_exit()
                 except LineTooLong as error:
                     sink.end(Failed(codex_failure_error(failure(str(error)))), "failed")
+                except OSError as error:  # the engine's files (the rollout) could not be written
+                    sink.end(Failed(_storage_error(error, "the child's Codex home")), "failed")
                 except Exception:
                     # A bug here must not take the request's nursery (and the response) down
                     # with it: the client gets an error, the child is still stopped.
@@ -348,6 +373,12 @@ class RunManager:
         except OSError as error:
             if child is not None:
                 raise  # Codex did start: this is no failure to start it
+            if error.errno == errno.E2BIG:
+                # The command line (images on `codex exec`) is over the system's limit: the
+                # request is too large, and Codex itself is as installed as it was.
+                log.warning("run %d: Codex's command line is over the system's limit: %s",
+                            run.number, error.strerror)
+                raise errors.arguments_too_long() from None
             self.locator.forget()
             raise errors.codex_unavailable(
                 f"Could not start the Codex CLI {self.locator.install_path()!r}: "
@@ -374,3 +405,11 @@ class RunManager:
         self.active.discard(run)
         if not self.active:
             self._idle.set()
+
+
+def _storage_error(error: OSError, directory: str) -> errors.ApiError:
+    """A 503 for a scratch folder or file that could not be written (ENOSPC, EDQUOT, EROFS,
+    ...): the proxy's machine, not the request. The log has the folder; the client, only the
+    system's reason."""
+    log.warning("cannot write a run's files in %s: %s", directory, error)
+    return errors.storage_unavailable(error.strerror or type(error).__name__)

@@ -78,6 +78,16 @@ def _megabytes(raw: str) -> float:
     return value
 
 
+def _megapixels(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("must be a number of megapixels") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("must be a positive number of megapixels")
+    return value
+
+
 def _nonempty(raw: str) -> str:
     if not raw.strip():
         raise ValueError("must not be empty")
@@ -172,6 +182,11 @@ OPTIONS: tuple[Option, ...] = (
            "largest request body accepted (413 above)"),
     Option("max_image_mb", "PROXY_MAX_IMAGE_MB", "20", _megabytes,
            "largest decoded inline image accepted (400 above)"),
+    Option("max_image_megapixels", "PROXY_MAX_IMAGE_MEGAPIXELS", "50", _megapixels,
+           "most pixels an inline image may have, read from its header (400 above): Codex "
+           "decodes every image in full, at 4 bytes a pixel or more"),
+    Option("max_images_mb", "PROXY_MAX_IMAGES_MB", "64", _megabytes,
+           "largest total of decoded inline images in one request (400 above)"),
     Option("codex_login_method", "CODEX_LOGIN_METHOD", "chatgpt", _text,
            "passed as -c forced_login_method=...; empty passes nothing"),
     Option("codex_config", "PROXY_CODEX_CONFIG", "", _overrides,
@@ -213,6 +228,8 @@ class Settings:
     queue_timeout_s: float = 30.0
     max_body_mb: float = 16.0
     max_image_mb: float = 20.0
+    max_image_megapixels: float = 50.0
+    max_images_mb: float = 64.0
     codex_login_method: str = "chatgpt"
     codex_config: tuple[str, ...] = ()
     reasoning_summary: str = "auto"
@@ -230,6 +247,14 @@ class Settings:
     @property
     def max_image_bytes(self) -> int:
         return int(self.max_image_mb * 1024 * 1024)
+
+    @property
+    def max_image_pixels(self) -> int:
+        return int(self.max_image_megapixels * 1_000_000)
+
+    @property
+    def max_images_bytes(self) -> int:
+        return int(self.max_images_mb * 1024 * 1024)
 
 
 def _check_table_matches_dataclass() -> None:

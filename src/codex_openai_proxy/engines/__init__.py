@@ -26,6 +26,7 @@ from .. import errors
 from ..chat_request import ChatRequest
 from ..codex_cli import CodexCapabilities
 from ..codex_setup import CodexSetup
+from ..prompt import check_prompt_length
 from ..settings import EngineName, Settings
 from . import app_server
 from .app_server import AppServerRun
@@ -54,9 +55,14 @@ def choose_engine(settings: Settings, capabilities: CodexCapabilities,
 
 def prepare_run(request: ChatRequest, setup: CodexSetup, settings: Settings,
                 workspace: Workspace) -> EngineRun:
-    """The run of `request` on the engine that suits it, with Codex's setup captured now."""
+    """The run of `request` on the engine that suits it, with Codex's setup captured now.
+
+    Raises a 400 for a prompt over Codex's input limit on exec, which gives Codex the whole
+    conversation as one input text (app-server gives it as history, and no input)."""
     if choose_engine(settings, setup.install.capabilities, request) == "exec":
-        return ExecRun(request, setup, settings, workspace)
+        run = ExecRun(request, setup, settings, workspace)
+        check_prompt_length(run.prompt)
+        return run
     return AppServerRun(request, setup, settings)
 
 
