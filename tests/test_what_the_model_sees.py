@@ -165,6 +165,38 @@ async def test_a_six_turn_conversation_has_one_cache_key_and_a_growing_prefix(
         "prompt_cache_key"]
 
 
+async def test_a_tool_named_like_codexs_own_reaches_the_model_and_comes_back_by_its_name(
+        start_real_proxy, mock_upstream):
+    # Codex 0.169.0 silently leaves out a dynamic tool named `exec_command` or
+    # `shell_command`, names it keeps for its own shell tools. The model is offered it as
+    # `exec_command_` (the history says so too), and the client gets its call by its own name.
+    tools = [{"type": "function", "function": {
+        "name": name, "description": f"The client's {name}.",
+        "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}}
+        for name in ("exec_command", "shell_command", "exec_command_")]
+    mock_upstream.tool_calls = [("exec_command__", {"cmd": "ls"})]
+    proxy = await start_real_proxy(engine="app-server")
+    messages = [{"role": "user", "content": "List the files. mock-scenario:tool_call"}]
+    response = await proxy.client.post("/v1/chat/completions", json={
+        "model": "gpt-5.5", "tools": tools, "messages": messages})
+    assert response.status_code == 200, response.text
+    [call] = response.json()["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["name"] == "exec_command"
+    assert json.loads(call["function"]["arguments"]) == {"cmd": "ls"}
+    messages += [{"role": "assistant", "content": None, "tool_calls": [call]},
+                 {"role": "tool", "tool_call_id": call["id"], "content": "a.py"}]
+    response = await proxy.client.post("/v1/chat/completions", json={
+        "model": "gpt-5.5", "tools": tools, "messages": messages})
+    assert response.status_code == 200, response.text
+    first, second = mock_upstream.requests
+    assert sorted(first.tool_names()) == ["exec_command_", "exec_command__", "shell_command_"]
+    offered = {tool["name"]: tool["description"] for tool in first.tools()}
+    assert offered["exec_command__"] == "The client's exec_command."
+    assert offered["exec_command_"] == "The client's exec_command_."
+    assert [item["name"] for item in second.body["input"]
+            if item["type"] == "function_call"] == ["exec_command__"]
+
+
 async def test_response_format_json_schema_reaches_the_upstream_as_the_output_format(
         start_real_proxy, mock_upstream):
     proxy = await start_real_proxy(engine="app-server")

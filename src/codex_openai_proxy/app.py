@@ -15,10 +15,10 @@ import logging
 import math
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 from quart import Response, request
@@ -36,12 +36,12 @@ from .lifetime import RequestLifetimeMiddleware, attach_run, request_nursery
 from .log_text import log_safe
 from .metrics import ProxyMetrics
 from .openai_format import (
-    KEEPALIVE,
     ChunkStream,
     CompletionBuilder,
-    error_event,
     new_completion_id,
 )
+from .responses_format import ResponseBuilder, ResponseObject, ResponseStream, new_response_id
+from .responses_request import read_responses_request
 from .runs import Run, RunManager
 from .settings import Settings
 
@@ -175,24 +175,25 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
                 return model_object(model_id, entry, effort, created)
         raise errors.model_not_found(model_id)
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions() -> Any:
+    async def read_body(reader: Callable[..., tuple[Any, dict[str, Any]]]
+                        ) -> tuple[Any, dict[str, Any]]:
+        """The request the body holds, read by `reader` (off the event loop when large)."""
         chunks = await _receive_body()
-        read = partial(read_chat_request, chunks, default_model=catalog.default_model,
-                       limits=limits)
+        read = partial(reader, chunks, default_model=catalog.default_model, limits=limits)
         if sum(map(len, chunks)) > OFFLOAD_BODY_BYTES:
             async with large_bodies:
                 with _reading_apart():
-                    chat, body = await trio.to_thread.run_sync(partial(_read_apart, read))
-        else:
-            chat, body = read()
-        chat = _apply_catalog(chat, body, catalog)
-        run = await manager.start(request_nursery(request.scope), chat)
+                    return await trio.to_thread.run_sync(partial(_read_apart, read))
+        return read()
+
+    async def answer(turn: ChatRequest, body: dict[str, Any], stream: WireStream,
+                     builder: WireBuilder) -> Any:
+        """Run the turn, and answer in the request's wire format (`stream` or `builder`)."""
+        turn = _apply_catalog(turn, body, catalog)
+        run = await manager.start(request_nursery(request.scope), turn)
         attach_run(request.scope, run)
-        completion_id, created_at = new_completion_id(), int(time.time())
-        if chat.stream:
-            chunks = ChunkStream(completion_id, created_at, chat.model, chat.include_usage)
-            response = Response(_stream_body(run, chunks, settings.keepalive_s),
+        if turn.stream:
+            response = Response(_stream_body(run, stream, settings.keepalive_s),
                                 status=200, content_type="text/event-stream")
             response.headers["Cache-Control"] = "no-cache"
             response.headers["X-Accel-Buffering"] = "no"
@@ -200,7 +201,6 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
             # deadline, which ends the stream with a proper `timeout` error instead.
             response.timeout = None
             return response
-        builder = CompletionBuilder(completion_id, created_at, chat.model)
         async for output in run.outputs:
             builder.add(output)
         match run.ending:
@@ -210,7 +210,42 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
                 return builder.body(finished)
         raise errors.internal_error("the run ended without an answer")
 
+    @app.post("/v1/chat/completions")
+    async def chat_completions() -> Any:
+        chat, body = await read_body(read_chat_request)
+        completion_id, created_at = new_completion_id(), int(time.time())
+        return await answer(
+            chat, body, ChunkStream(completion_id, created_at, chat.model, chat.include_usage),
+            CompletionBuilder(completion_id, created_at, chat.model))
+
+    @app.post("/v1/responses")
+    async def responses() -> Any:
+        parsed, body = await read_body(read_responses_request)
+        if parsed.dropped_tools:
+            log.info("POST /v1/responses: tools Codex cannot offer the model were left out: "
+                     "%s", log_safe(", ".join(parsed.dropped_tools)))
+        response = ResponseObject(new_response_id(), int(time.time()), parsed.request.model,
+                                  parsed.echo)
+        return await answer(parsed.request, body, ResponseStream(response),
+                            ResponseBuilder(response))
+
     return app
+
+
+class WireStream(Protocol):
+    """A streamed answer in one API's wire format."""
+
+    def start(self) -> bytes: ...
+    def keepalive(self) -> bytes: ...
+    def render(self, output: Output) -> bytes: ...
+    def end(self, ending: Finished | Failed) -> bytes: ...
+
+
+class WireBuilder(Protocol):
+    """An answer that does not stream, in one API's wire format."""
+
+    def add(self, output: Output) -> None: ...
+    def body(self, finished: Finished) -> dict[str, Any]: ...
 
 
 async def _receive_body() -> list[bytes]:
@@ -251,13 +286,13 @@ def _reading_apart() -> Iterator[None]:
             gc.enable()
 
 
-def _read_apart(read: Any) -> tuple[ChatRequest, dict[str, Any]]:
+def _read_apart(read: Any) -> tuple[Any, dict[str, Any]]:
     """`read` with the interruptible scanner, in a worker thread. A refusal leaves the thread
     without the frames that hold what was decoded: freeing it is one long call (~30 ms for
     450,000 messages), which must happen here, not on the event loop that re-raises the error.
     """
     try:
-        result: tuple[ChatRequest, dict[str, Any]] = read(interruptible=True)
+        result: tuple[Any, dict[str, Any]] = read(interruptible=True)
         return result
     except ApiError as error:
         error.__traceback__ = error.__context__ = error.__cause__ = None
@@ -276,8 +311,8 @@ def _apply_catalog(chat: ChatRequest, body: dict[str, Any], catalog: ModelCatalo
     return replace(chat, codex_model=choice.codex_model, reasoning_effort=effort)
 
 
-async def _next_output(run: Run, keepalive_s: float) -> Output | bytes | None:
-    """The run's next output; KEEPALIVE after `keepalive_s` of silence; None once the outputs
+async def _next_output(run: Run, keepalive_s: float) -> Output | bool | None:
+    """The run's next output; False after `keepalive_s` of silence; None once the outputs
     have ended (`run.ending` then says how)."""
     # A cancel scope may not be open across a `yield`, so the wait lives in this coroutine
     # and the generator below only ever yields between waits.
@@ -286,14 +321,15 @@ async def _next_output(run: Run, keepalive_s: float) -> Output | bytes | None:
             return await run.outputs.receive()
         except trio.EndOfChannel:
             return None
-    return KEEPALIVE
+    return False
 
 
-async def _stream_body(run: Run, chunks: ChunkStream, keepalive_s: float) -> AsyncIterator[bytes]:
-    yield chunks.start()
+async def _stream_body(run: Run, stream: WireStream, keepalive_s: float
+                       ) -> AsyncIterator[bytes]:
+    yield stream.start()
     while (output := await _next_output(run, keepalive_s)) is not None:
-        yield output if isinstance(output, bytes) else chunks.render(output)
+        yield stream.keepalive() if output is False else stream.render(output)
     # The answer is complete: end the response now. The child, if it is still exiting, is
     # stopped by the request's nursery, not waited for here.
-    yield chunks.render(run.ending) if run.ending is not None else error_event(
-        errors.internal_error("the run ended without an answer"))
+    yield stream.end(run.ending if run.ending is not None else Failed(
+        errors.internal_error("the run ended without an answer")))

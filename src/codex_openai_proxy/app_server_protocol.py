@@ -67,9 +67,10 @@ METHOD_NOT_FOUND = -32601
 
 @dataclass(frozen=True)
 class DynamicTool:
-    name: str
+    name: str  # the name the model is offered it by
     description: str
     input_schema: dict[str, Any]
+    client_name: str = ""  # the client's name for it, when the model's differs
 
 
 @dataclass(frozen=True)
@@ -422,7 +423,9 @@ class AppServerSession:
         if call_id in self._calls_handed_over:
             return []
         self._calls_handed_over.add(call_id)
-        return [ToolCallRequested(call_id, name, arguments)]
+        client_name = next((tool.client_name for tool in self.plan.tools
+                            if tool.name == name and tool.client_name), name)
+        return [ToolCallRequested(call_id, client_name, arguments)]
 
     def _turn_completed(self, turn: dict[str, Any]) -> list[CodexEvent]:
         if self.finished:

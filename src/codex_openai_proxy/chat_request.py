@@ -106,7 +106,7 @@ class InputLimits:
 
 
 @dataclass
-class _Tally:
+class Tally:
     """What the request has used of its limits so far, while it is read."""
 
     limits: InputLimits
@@ -185,6 +185,11 @@ class ChatRequest:
     codex_model: str | None = None
     #: `response_format`'s JSON schema: the answer must be JSON that follows it.
     output_schema: dict[str, Any] | None = None
+    #: The reasoning summaries asked for (Responses' `reasoning.summary`); None: the default.
+    reasoning_summary: str | None = None
+    #: What the conversation is known by upstream (Responses' `prompt_cache_key`); None: the
+    #: proxy derives it from how the conversation starts.
+    cache_key: str | None = None
 
     @property
     def offered_tools(self) -> tuple[FunctionTool, ...]:
@@ -341,16 +346,16 @@ def parse_chat_request(body: Any, *, default_model: str,
     """Check a decoded JSON body and build the request, or raise a 400 `ApiError`."""
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.", None)
-    tally = _Tally(limits or InputLimits())
+    tally = Tally(limits or InputLimits())
 
-    model = _parse_model(body.get("model"), default_model)
-    stream = _optional_bool(body, "stream", "stream", default=False)
+    model = parse_model(body.get("model"), default_model)
+    stream = optional_bool(body, "stream", "stream", default=False)
     include_usage = False
     stream_options = body.get("stream_options")
     if stream_options is not None:
         if not isinstance(stream_options, dict):
             raise invalid("'stream_options' must be an object.", "stream_options")
-        include_usage = _optional_bool(
+        include_usage = optional_bool(
             stream_options, "include_usage", "stream_options.include_usage", default=False
         )
 
@@ -366,7 +371,7 @@ def parse_chat_request(body: Any, *, default_model: str,
 
     tools = _parse_tools(body.get("tools"))
     tool_choice, forced_tool = _parse_tool_choice(body.get("tool_choice"), tools)
-    parallel_tool_calls = _optional_bool(
+    parallel_tool_calls = optional_bool(
         body, "parallel_tool_calls", "parallel_tool_calls", default=True
     )
 
@@ -377,7 +382,7 @@ def parse_chat_request(body: Any, *, default_model: str,
         messages=messages,
         stream=stream,
         include_usage=include_usage,
-        reasoning_effort=_parse_effort(body),
+        reasoning_effort=parse_effort(body),
         tools=tools,
         tool_choice=tool_choice,
         forced_tool=forced_tool,
@@ -408,7 +413,7 @@ def _parse_response_format(raw: Any) -> dict[str, Any] | None:
     return schema
 
 
-def _parse_model(raw: Any, default_model: str) -> str:
+def parse_model(raw: Any, default_model: str) -> str:
     """The model id, checked: it becomes an argument of Codex's command line (`-m`) and a
     field of its JSON-RPC, and Codex quotes it in its warnings, which are logged. The message
     never repeats the model: it can be anything, control characters included."""
@@ -429,7 +434,7 @@ def _parse_model(raw: Any, default_model: str) -> str:
     return model
 
 
-def _optional_bool(container: dict[str, Any], key: str, param: str, *, default: bool) -> bool:
+def optional_bool(container: dict[str, Any], key: str, param: str, *, default: bool) -> bool:
     value = container.get(key)
     if value is None:
         return default
@@ -438,7 +443,7 @@ def _optional_bool(container: dict[str, Any], key: str, param: str, *, default: 
     return value
 
 
-def _parse_effort(body: dict[str, Any]) -> str | None:
+def parse_effort(body: dict[str, Any]) -> str | None:
     """`reasoning_effort` (Chat Completions) or `reasoning.effort` (Responses style)."""
     effort, param = body.get("reasoning_effort"), "reasoning_effort"
     reasoning = body.get("reasoning")
@@ -457,7 +462,7 @@ def _parse_effort(body: dict[str, Any]) -> str | None:
     return effort.strip().lower()
 
 
-def _parse_messages(raw: Any, tally: _Tally) -> tuple[Message, ...]:
+def _parse_messages(raw: Any, tally: Tally) -> tuple[Message, ...]:
     if raw is None:
         raise invalid("'messages' is required.", "messages")
     if not isinstance(raw, list) or not raw:
@@ -472,7 +477,7 @@ def _parse_messages(raw: Any, tally: _Tally) -> tuple[Message, ...]:
     )
 
 
-def _parse_message(raw: Any, where: str, tally: _Tally) -> Message:
+def _parse_message(raw: Any, where: str, tally: Tally) -> Message:
     if not isinstance(raw, dict):
         raise invalid(f"'{where}' must be an object with 'role' and 'content'.", where)
     role = raw.get("role")
@@ -508,7 +513,7 @@ def _parse_message(raw: Any, where: str, tally: _Tally) -> Message:
     return Message(role, parts, name, tool_calls, tool_call_id)
 
 
-def _count_parts(tally: _Tally, count: int, where: str) -> None:
+def count_parts(tally: Tally, count: int, where: str) -> None:
     tally.parts += count
     if tally.parts > tally.limits.max_parts:
         raise invalid(f"The messages have more than {tally.limits.max_parts:,} content parts "
@@ -517,13 +522,13 @@ def _count_parts(tally: _Tally, count: int, where: str) -> None:
 
 
 def _parse_content(
-    content: Any, where: str, allowed: tuple[str, ...], tally: _Tally
+    content: Any, where: str, allowed: tuple[str, ...], tally: Tally
 ) -> tuple[Part, ...]:
     if isinstance(content, str):
         return (TextPart(content),)
     if not isinstance(content, list):
         raise invalid(f"'{where}' must be a string or an array of content parts.", where)
-    _count_parts(tally, len(content), where)
+    count_parts(tally, len(content), where)
     parts: list[Part] = []
     for index, part in enumerate(content):
         at = f"{where}[{index}]"
@@ -539,13 +544,16 @@ def _parse_content(
                 raise invalid(f"'{at}.{kind}' must be a string.", f"{at}.{kind}")
             parts.append(TextPart(text))
         else:
-            parts.append(_parse_image(part.get("image_url"), f"{at}.image_url", tally))
+            parts.append(parse_image_url(part.get("image_url"), f"{at}.image_url", tally))
     return tuple(parts)
 
 
-def _parse_image(raw: Any, where: str, tally: _Tally) -> ImagePart:
+def parse_image_url(raw: Any, where: str, tally: Tally, *,
+                    url_param: str | None = None) -> ImagePart:
+    """An `image_url` object (`url`, `detail`) at `where`; `url_param` names the URL where it
+    is not `<where>.url` (Responses' `input_image.image_url`)."""
     url = raw.get("url") if isinstance(raw, dict) else None
-    param = f"{where}.url"
+    param = url_param or f"{where}.url"
     if not isinstance(url, str):
         raise invalid(f"'{param}' must be a string.", param)
     if not url.startswith("data:"):
@@ -642,10 +650,10 @@ def _image_too_large(param: str, max_bytes: int) -> ApiError:
     )
 
 
-def _parse_tool_calls(raw: Any, where: str, tally: _Tally) -> tuple[ToolCall, ...]:
+def _parse_tool_calls(raw: Any, where: str, tally: Tally) -> tuple[ToolCall, ...]:
     if not isinstance(raw, list):
         raise invalid(f"'{where}' must be an array.", where)
-    _count_parts(tally, len(raw), where)
+    count_parts(tally, len(raw), where)
     calls = []
     for index, item in enumerate(raw):
         at = f"{where}[{index}]"
@@ -685,33 +693,35 @@ def _parse_tools(raw: Any) -> tuple[FunctionTool, ...]:
         function = item.get("function")
         if not isinstance(function, dict):
             raise invalid(f"'{at}.function' must be an object.", f"{at}.function")
-        name = function.get("name")
-        if not isinstance(name, str) or not _TOOL_NAME.match(name):
-            raise invalid(
-                f"'{at}.function.name' must be 1-64 letters, digits, '_' or '-'; got {name!r}.",
-                f"{at}.function.name",
-            )
-        if name in seen:
-            raise invalid(f"Tool name {name!r} is defined twice.", f"{at}.function.name")
-        seen.add(name)
-        description = function.get("description", "")
-        if description is None:
-            description = ""
-        if not isinstance(description, str):
-            raise invalid(f"'{at}.function.description' must be a string.",
-                          f"{at}.function.description")
-        parameters = function.get("parameters")
-        if parameters is None:
-            parameters = {"type": "object", "properties": {}}
-        if not isinstance(parameters, dict):
-            raise invalid(f"'{at}.function.parameters' must be a JSON Schema object.",
-                          f"{at}.function.parameters")
-        check_codex_json(parameters, f"{at}.function.parameters")
-        strict = function.get("strict")
-        if strict is not None and not isinstance(strict, bool):
-            raise invalid(f"'{at}.function.strict' must be a boolean.", f"{at}.function.strict")
-        tools.append(FunctionTool(name, description, parameters, bool(strict)))
+        tools.append(parse_function_tool(function, f"{at}.function", seen))
     return tuple(tools)
+
+
+def parse_function_tool(spec: dict[str, Any], at: str, seen: set[str]) -> FunctionTool:
+    """A function tool's `name`, `description`, `parameters` and `strict`, checked; `at` is
+    where they sit (`tools[3].function` in Chat Completions, `tools[3]` in Responses)."""
+    name = spec.get("name")
+    if not isinstance(name, str) or not _TOOL_NAME.match(name):
+        raise invalid(f"'{at}.name' must be 1-64 letters, digits, '_' or '-'; got {name!r}.",
+                      f"{at}.name")
+    if name in seen:
+        raise invalid(f"Tool name {name!r} is defined twice.", f"{at}.name")
+    seen.add(name)
+    description = spec.get("description", "")
+    if description is None:
+        description = ""
+    if not isinstance(description, str):
+        raise invalid(f"'{at}.description' must be a string.", f"{at}.description")
+    parameters = spec.get("parameters")
+    if parameters is None:
+        parameters = {"type": "object", "properties": {}}
+    if not isinstance(parameters, dict):
+        raise invalid(f"'{at}.parameters' must be a JSON Schema object.", f"{at}.parameters")
+    check_codex_json(parameters, f"{at}.parameters")
+    strict = spec.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise invalid(f"'{at}.strict' must be a boolean.", f"{at}.strict")
+    return FunctionTool(name, description, parameters, bool(strict))
 
 
 def _parse_tool_choice(

@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 #: Routes as labels: a fixed set, so an unknown path cannot create a new series per request.
-KNOWN_ROUTES = ("/v1/chat/completions", "/v1/models", "/healthz", "/metrics")
+KNOWN_ROUTES = ("/v1/chat/completions", "/v1/responses", "/v1/models", "/healthz",
+                "/metrics")
 #: How a Codex child ended, as the log line and the metrics say it.
 CHILD_END_REASONS = ("ok", "failed", "killed_on_disconnect", "killed_on_timeout",
                      "killed_on_shutdown")

@@ -18,6 +18,10 @@ Each request of one conversation repeats the previous request's messages and add
 its items extend the previous request's items: what the model saw before is a prefix of what it
 sees now, which is what the backend's prompt cache needs. `conversation_id` gives every request
 of a conversation the same id, and Codex uses that id as the `prompt_cache_key`.
+
+Codex keeps two tool names for its own shell tools (`CODEX_HELD_TOOL_NAMES`): a client tool so
+named would be left out of the model's tools without a word. `codex_tool_names` gives such a tool
+another name for the model, used in the history too; its calls go back under the client's name.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import base64
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,18 +43,43 @@ class NativeConversation:
     items: tuple[dict[str, Any], ...]
 
 
-def native_conversation(messages: Sequence[Message]) -> NativeConversation:
+#: Names codex-cli 0.169.0 keeps for its own shell tools, checked against the mock: a dynamic
+#: tool so named never reaches the model, even with Codex's shell tools off. The Codex CLI, as a
+#: client of /v1/responses, offers an `exec_command` of its own.
+CODEX_HELD_TOOL_NAMES = frozenset({"exec_command", "shell_command"})
+
+
+def codex_tool_names(names: Iterable[str]) -> dict[str, str]:
+    """The name the model is offered a client tool by, for each tool whose name Codex holds:
+    the name with `_` appended until no other tool has it. Other tools keep their names."""
+    names = list(names)
+    taken, renamed = set(names), {}
+    for name in names:
+        if name in CODEX_HELD_TOOL_NAMES:
+            alias = name + "_"
+            while alias in taken:
+                alias += "_"
+            taken.add(alias)
+            renamed[name] = alias
+    return renamed
+
+
+def native_conversation(messages: Sequence[Message],
+                        tool_names: Mapping[str, str] | None = None) -> NativeConversation:
+    """The conversation as instructions and items; `tool_names` (from `codex_tool_names`)
+    renames the calls of tools the model knows by another name."""
     leading = 0
     while leading < len(messages) and messages[leading].role in ("system", "developer"):
         leading += 1
     instructions = "\n\n".join(message.text for message in messages[:leading])
     items: list[dict[str, Any]] = []
     for message in messages[leading:]:
-        items += message_items(message)
+        items += message_items(message, tool_names or {})
     return NativeConversation(instructions, tuple(items))
 
 
-def message_items(message: Message) -> list[dict[str, Any]]:
+def message_items(message: Message,
+                  tool_names: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """The Responses items one client message becomes."""
     if message.role == "tool":
         return [{"type": "function_call_output", "call_id": message.tool_call_id,
@@ -61,7 +90,9 @@ def message_items(message: Message) -> list[dict[str, Any]]:
             items.append({"type": "message", "role": "assistant", "content": [
                 {"type": "output_text", "text": part.text}
                 for part in message.parts if isinstance(part, TextPart)]})
-        items += [{"type": "function_call", "call_id": call.id, "name": call.name,
+        renamed = tool_names or {}
+        items += [{"type": "function_call", "call_id": call.id,
+                   "name": renamed.get(call.name, call.name),
                    "arguments": call.arguments} for call in message.tool_calls]
         return items
     # Codex drops `system` items from the history; a late system message is a developer one.
@@ -86,18 +117,22 @@ def _tool_output(message: Message) -> str | list[dict[str, Any]]:
     return [{"type": "input_text", "text": text} for text in texts]
 
 
-def conversation_id(messages: Sequence[Message]) -> str:
+def conversation_id(messages: Sequence[Message], cache_key: str | None = None) -> str:
     """The same id for every request of one conversation, different ones for others.
 
-    A conversation is known by how it starts: its instructions and its first user message
-    (which a client like Roo Code never rewrites, unlike later ones, which it may condense).
-    The id is UUID-shaped (version 7's bits), the form Codex requires of a thread id.
+    A conversation is known by the key its client gives it (Responses' `prompt_cache_key`),
+    else by how it starts: its instructions and its first user message (which a client like
+    Roo Code never rewrites, unlike later ones, which it may condense). The id is UUID-shaped
+    (version 7's bits), the form Codex requires of a thread id.
     """
-    conversation = native_conversation(messages)
-    first_user = next((m for m in messages if m.role == "user"), None)
-    opening = json.dumps([conversation.instructions,
-                          message_items(first_user) if first_user else None],
-                         ensure_ascii=False, sort_keys=True)
+    if cache_key is not None:
+        opening = json.dumps(["prompt_cache_key", cache_key], ensure_ascii=False)
+    else:
+        conversation = native_conversation(messages)
+        first_user = next((m for m in messages if m.role == "user"), None)
+        opening = json.dumps([conversation.instructions,
+                              message_items(first_user) if first_user else None],
+                             ensure_ascii=False, sort_keys=True)
     digest = bytearray(hashlib.sha256(opening.encode("utf-8")).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x70  # version 7
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant

@@ -78,6 +78,12 @@ class ChunkStream:
     def start(self) -> bytes:
         return self._chunk({"role": "assistant", "content": ""})
 
+    def keepalive(self) -> bytes:
+        return KEEPALIVE
+
+    def end(self, ending: Finished | Failed) -> bytes:
+        return self.render(ending)
+
     def render(self, output: Output) -> bytes:
         match output:
             case Content(text):

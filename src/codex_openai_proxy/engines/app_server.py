@@ -50,7 +50,7 @@ from ..chat_request import ChatRequest
 from ..child import Child, ChildLaunch, spawn_child
 from ..codex_cli import config_args, login_overrides, toml_string
 from ..codex_setup import CodexSetup, make_child_home
-from ..native_history import conversation_id, native_conversation
+from ..native_history import codex_tool_names, conversation_id, native_conversation
 from ..rollout import rollout_path, rollout_text
 from ..settings import EngineName, Settings
 from .base import EventSink, SpareLauncher, Workspace
@@ -215,10 +215,12 @@ class AppServerRun:
         self._setup = setup
         self._settings = settings
         self._request = request
-        self._input = native_conversation(request.messages)
-        self._tools = [DynamicTool(tool.name, tool.description, tool.parameters)
+        renamed = codex_tool_names(tool.name for tool in request.offered_tools)
+        self._input = native_conversation(request.messages, renamed)
+        self._tools = [DynamicTool(renamed.get(tool.name, tool.name), tool.description,
+                                   tool.parameters, client_name=tool.name)
                        for tool in request.offered_tools]
-        self._thread_id = conversation_id(request.messages)
+        self._thread_id = conversation_id(request.messages, request.cache_key)
         self.spare_key = launch_key(setup, settings)
         self._leftover: Path | None = None
         self._interrupt_wait_s = min(INTERRUPT_WAIT_S, settings.kill_grace_s)
@@ -239,7 +241,7 @@ class AppServerRun:
     def _write_rollout(self, child: Child) -> tuple[TurnPlan, Path, int]:
         """The turn's plan, and the conversation's rollout file in the child's Codex home."""
         request, cwd = self._request, str(child.launch.cwd)
-        summary = self._settings.reasoning_summary
+        summary = request.reasoning_summary or self._settings.reasoning_summary
         plan = TurnPlan(
             thread_id=self._thread_id, cwd=cwd, model=request.codex_model_arg,
             effort=request.reasoning_effort, summary=None if summary == "none" else summary,
