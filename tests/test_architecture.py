@@ -20,7 +20,7 @@ PACKAGE = Path(codex_openai_proxy.__file__).parent
 LAYERS = [
     "cli", "server", "app", "lifetime", "metrics", "runs",
     "engines", "engines.exec", "engines.app_server", "engines.base",
-    "codex_probe", "child",
+    "codex_probe", "child", "sentinel", "scratch",
     "openai_format", "answer", "app_server_protocol", "exec_protocol",
     "prompt", "catalog", "chat_request", "codex_cli", "codex_events", "settings", "errors",
 ]

@@ -30,7 +30,6 @@ import itertools
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,11 +40,12 @@ import trio
 from . import errors
 from .answer import AnswerAssembler, Failed, Finished, Output, codex_failure_error
 from .chat_request import ChatRequest
-from .child import Child, LineTooLong, spawn_child
+from .child import Child, LineTooLong, Sentinel, spawn_child
 from .codex_events import CodexEvent, Notice, Usage, failure
 from .codex_probe import CodexInstall, probe_codex
 from .engines import EngineRun, Workspace, prepare_run
 from .prompt import number_images
+from .scratch import ScratchRoot
 from .settings import EngineName, Settings
 
 log = logging.getLogger(__name__)
@@ -124,18 +124,22 @@ class CodexLocator:
     without a restart, so a missing Codex is looked for again on each request.
     """
 
-    def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
+    def __init__(self, settings: Settings, env: Mapping[str, str],
+                 sentinel: Sentinel | None = None) -> None:
         self._settings = settings
         #: The environment every Codex process gets (probes included): the proxy's own, less
         #: its secrets.
         self.env = {k: v for k, v in env.items() if k not in PRIVATE_ENV}
+        #: Told of every Codex process group (probes included), to kill should the proxy die.
+        self.sentinel = sentinel
         self.install: CodexInstall | None = None
         self._lock = trio.Lock()
 
     async def get(self) -> CodexInstall:
         async with self._lock:
             if self.install is None or not self.install.found:
-                self.install = await probe_codex(self._settings.codex_bin, self.env)
+                self.install = await probe_codex(self._settings.codex_bin, self.env,
+                                                 self.sentinel)
                 if self.install.found:
                     log.info("using Codex %s at %s", self.install.capabilities.version,
                              self.install.path)
@@ -209,9 +213,10 @@ class AnswerSink:
 
 
 class RunManager:
-    def __init__(self, settings: Settings, locator: CodexLocator) -> None:
+    def __init__(self, settings: Settings, locator: CodexLocator, scratch: ScratchRoot) -> None:
         self.settings = settings
         self.locator = locator
+        self.scratch = scratch
         self._slots = trio.CapacityLimiter(settings.max_concurrent)
         self._queued: set[trio.CancelScope] = set()
         self._queue_changed = trio.Event()
@@ -311,7 +316,7 @@ class RunManager:
         install = await self.locator.get()
         if not install.found:
             raise errors.codex_unavailable(install.problem or "Codex is not available.")
-        scratch_dir = tempfile.mkdtemp(prefix="codex-openai-proxy-")
+        scratch_dir = self.scratch.new_run_folder()
         try:
             workspace = Workspace(scratch_dir, write_images(run.request, scratch_dir))
             engine_run = prepare_run(run.request, install, settings, workspace)
@@ -338,8 +343,8 @@ class RunManager:
             # collection, which then stalled every stream at once (~100 ms at 64 streams; see
             # docs/benchmarks.md).
             async with spawn_child(engine_run.argv, cwd=workspace.directory,
-                                   env=self.locator.env,
-                                   kill_grace_s=settings.kill_grace_s) as child, send:
+                                   env=self.locator.env, kill_grace_s=settings.kill_grace_s,
+                                   sentinel=self.locator.sentinel) as child, send:
                 run.pid = child.pid
                 # The deadline counts from the child's start; a shutdown cancels this too, and
                 # either way the answer ends with an error before the child is stopped.
@@ -378,7 +383,7 @@ class RunManager:
             ) from None
         finally:
             if child is not None:
-                run.returncode = child.process.returncode  # reaped by now
+                run.returncode = child.returncode  # reaped by now
 
     def _assembler(self, request: ChatRequest) -> AnswerAssembler:
         return AnswerAssembler(

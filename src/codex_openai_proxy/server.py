@@ -22,8 +22,10 @@ from hypercorn.config import Config as HypercornConfig
 
 from .app import create_app
 from .catalog import CatalogError, ModelCatalog
+from .child import Sentinel
 from .codex_probe import read_catalog
 from .runs import CodexLocator, RunManager
+from .scratch import ScratchRoot, sweep_stale
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,8 @@ async def load_catalog(catalog: ModelCatalog, locator: CodexLocator) -> None:
         catalog.models, catalog.problem = [], install.problem or "Codex not found"
     else:
         try:
-            catalog.models, catalog.problem = await read_catalog(install.path, locator.env), None
+            catalog.models = await read_catalog(install.path, locator.env, locator.sentinel)
+            catalog.problem = None
         except CatalogError as error:
             catalog.models, catalog.problem = [], str(error)
     if catalog.problem:
@@ -102,10 +105,23 @@ async def serve_proxy(
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     env = dict(os.environ if env is None else env)
-    locator = CodexLocator(settings, env)
+    sweep_stale()
+    scratch = ScratchRoot.create()
+    try:
+        async with Sentinel.running() as sentinel:
+            sentinel.remove_on_death(scratch.path)
+            await _serve(settings, env, scratch, sentinel, handle_signals, task_status)
+    finally:
+        scratch.remove()
+
+
+async def _serve(settings: Settings, env: dict[str, str], scratch: ScratchRoot,
+                 sentinel: Sentinel, handle_signals: bool,
+                 task_status: trio.TaskStatus[RunningServer]) -> None:
+    locator = CodexLocator(settings, env, sentinel)
     catalog = ModelCatalog(settings.codex_model, settings.effort_models)
     await load_catalog(catalog, locator)
-    manager = RunManager(settings, locator)
+    manager = RunManager(settings, locator, scratch)
     app = create_app(settings, manager, locator, catalog)
     server = RunningServer([], manager, catalog, locator)
 
