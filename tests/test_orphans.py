@@ -98,12 +98,15 @@ async def test_kill_9_of_the_proxy_takes_every_child_and_its_scratch_folder(
         await stop_server(server)
 
 
+@pytest.mark.parametrize("launcher", ["setpriv", "preexec_fn"])
 async def test_a_killed_proxy_whose_sentinel_died_too_still_takes_its_child(fake_codex,
-                                                                              tmp_path):
+                                                                              tmp_path, launcher):
     scratch_parent = tmp_path / "tmp"
     scratch_parent.mkdir()
     env = {**fake_codex.env, "FAKE_CODEX_SCENARIO": "hang", "CODEX_ENGINE": "exec",
            "TMPDIR": str(scratch_parent)}
+    if launcher == "preexec_fn":  # a PATH without util-linux's setpriv
+        env["PATH"] = str(fake_codex.bin.parent)
     alive, _ = await start_server(env)  # another proxy, alive throughout: its folder stays
     doomed, url = await start_server(env)
     try:
@@ -167,7 +170,8 @@ async def test_kill_9_with_the_real_codex_leaves_no_wrapper_and_no_native_binary
         await stop_server(server)
 
 
-async def test_children_outlive_the_threads_trio_spawns_from(tmp_path):
+@pytest.mark.parametrize("launcher", ["setpriv", "preexec_fn"])
+async def test_children_outlive_the_threads_trio_spawns_from(tmp_path, launcher):
     # The parent-death signal fires when the *thread* that forked the child ends. Trio's own
     # spawn forks from its worker threads, which end after an idle spell (10 s; 50 ms here):
     # a child forked from one would be killed then, mid-answer.
@@ -176,7 +180,9 @@ async def test_children_outlive_the_threads_trio_spawns_from(tmp_path):
         "import os, sys, threading, trio\n"
         "import trio._core._thread_cache as cache\n"
         "cache.IDLE_TIMEOUT = 0.05\n"
+        "from codex_openai_proxy import child as child_module\n"
         "from codex_openai_proxy.child import spawn_child\n"
+        + ("child_module._setpriv = lambda: None\n" if launcher == "preexec_fn" else "") +
         "async def main():\n"
         "    argv = [sys.executable, '-c', 'import time; time.sleep(60)']\n"
         "    async with spawn_child(argv, cwd=None, env=os.environ, kill_grace_s=0.1) as child:\n"
