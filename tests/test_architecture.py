@@ -18,7 +18,7 @@ PACKAGE = Path(codex_openai_proxy.__file__).parent
 #: Every module, from the top (the command line) to the bottom (the error shape). A module may
 #: import only modules below it.
 LAYERS = [
-    "cli", "server", "app", "lifetime", "metrics", "runs",
+    "cli", "server", "app", "lifetime", "connections", "metrics", "runs",
     "engines", "engines.exec", "engines.app_server", "engines.base",
     "codex_probe", "child", "sentinel", "scratch",
     "openai_format", "answer", "app_server_protocol", "exec_protocol",

@@ -76,7 +76,7 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
     metrics = ProxyMetrics(children_running=lambda: len(manager.active),
                            queue_length=lambda: manager.queued)
     app.asgi_app = RequestLifetimeMiddleware(  # type: ignore[method-assign]
-        app.asgi_app, metrics)
+        app.asgi_app, metrics, settings.write_timeout_s)
     created = int(time.time())
 
 

@@ -13,8 +13,13 @@ Who owns what, and why:
   not in the response body generator. Trio forbids `yield` inside a cancel scope opened in a
   generator, and a body generator only runs while the client reads; a runner of its own keeps
   reading the child and enforcing the deadline even when the client has stalled.
-* The outputs channel is unbounded for the same reason: the runner never waits for the client.
-  An answer is at most what one Codex turn prints, so the buffer is bounded in practice.
+* The outputs channel holds nothing (capacity 0), and a long piece of text goes into it in
+  pieces of at most `MAX_OUTPUT_CHARS`: the runner hands each piece to the reader and waits
+  for it to be taken before it reads the child's next line. A client that stops reading
+  therefore stops the runner, which stops reading the child's stdout; the pipe fills and Codex
+  blocks writing. What a request holds is bounded (one line of the child's output, one piece
+  in hand), not the whole answer. Meanwhile the deadline still runs, and the web layer drops a
+  client that takes nothing for `PROXY_WRITE_TIMEOUT_S` (see `lifetime.py`).
 * The run's deadline is a cancel scope around the engine's driver, counted from the child's
   start (time spent queued is bounded separately by the queue timeout). Its expiry ends the
   answer with a `timeout` error; the child is then stopped like any other (see `child.py`).
@@ -38,7 +43,15 @@ from typing import Literal
 import trio
 
 from . import errors
-from .answer import AnswerAssembler, Failed, Finished, Output, codex_failure_error
+from .answer import (
+    AnswerAssembler,
+    Content,
+    Failed,
+    Finished,
+    Output,
+    Reasoning,
+    codex_failure_error,
+)
 from .chat_request import ChatRequest
 from .child import Child, LineTooLong, Sentinel, spawn_child
 from .codex_events import CodexEvent, Notice, Usage, failure
@@ -55,6 +68,9 @@ Outcome = Literal["ok", "failed", "timeout", "disconnect", "shutdown"]
 
 #: Variables the child must not see: the proxy's own secret is none of Codex's business.
 PRIVATE_ENV = ("PROXY_API_KEY",)
+#: The longest piece of text the runner hands over at once: a long message is relayed in
+#: pieces of this many characters (at most 64 KiB in memory, 4 bytes a character).
+MAX_OUTPUT_CHARS = 16384
 #: How many distinct Codex warnings are remembered (each is logged once): a bound, because a
 #: warning can quote what a client sent.
 MAX_REMEMBERED_WARNINGS = 64
@@ -194,9 +210,11 @@ class AnswerSink:
                 elif isinstance(output, Failed):
                     self.end(output, "failed")
                 else:
-                    # A reader that has gone (its request ended) no longer needs the answer.
-                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                        await self._send.send(output)
+                    for piece in split_output(output):
+                        # A reader that has gone (its request ended) no longer needs the answer.
+                        with contextlib.suppress(trio.BrokenResourceError,
+                                                 trio.ClosedResourceError):
+                            await self._send.send(piece)
 
     def end(self, ending: Finished | Failed, outcome: Outcome) -> None:
         """End the answer: record how, and end the outputs channel so that the reader, having
@@ -267,7 +285,8 @@ class RunManager:
         slot = object()
         await self._wait_for_slot(slot)
         try:
-            send, receive = trio.open_memory_channel[Output](float("inf"))
+            # Capacity 0: each output waits for the reader (see the module docstring).
+            send, receive = trio.open_memory_channel[Output](0)
             run = Run(next(_run_numbers), request, receive)
             # Active from the moment it holds a slot until after the reap and the cleanup, so
             # that `close()` reaches it at any point and `wait_idle()` means "nothing left".
@@ -401,6 +420,14 @@ class RunManager:
         self.active.discard(run)
         if not self.active:
             self._idle.set()
+
+
+def split_output(output: Output) -> list[Output]:
+    """`output`, a long text cut into pieces of at most MAX_OUTPUT_CHARS characters."""
+    if isinstance(output, Content | Reasoning) and len(output.text) > MAX_OUTPUT_CHARS:
+        return [type(output)(output.text[start:start + MAX_OUTPUT_CHARS])
+                for start in range(0, len(output.text), MAX_OUTPUT_CHARS)]
+    return [output]
 
 
 def write_images(request: ChatRequest, directory: str) -> tuple[str, ...]:

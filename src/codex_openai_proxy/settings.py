@@ -151,6 +151,9 @@ OPTIONS: tuple[Option, ...] = (
            "passed as -c forced_login_method=...; empty passes nothing"),
     Option("keepalive_s", "PROXY_KEEPALIVE_S", "15", _positive_seconds,
            "a ': keep-alive' SSE comment after this much silence"),
+    Option("write_timeout_s", "PROXY_WRITE_TIMEOUT_S", "60", _positive_seconds,
+           "a client that takes none of the response for this long is disconnected and its "
+           "Codex run stopped"),
     Option("effort_models", "PROXY_EFFORT_MODELS", "0", _flag,
            "also list model:effort ids such as gpt-5.5:high in /v1/models, each selecting a "
            "model and an effort in one field", boolean=True),
@@ -183,6 +186,7 @@ class Settings:
     max_image_mb: float = 20.0
     codex_login_method: str = "chatgpt"
     keepalive_s: float = 15.0
+    write_timeout_s: float = 60.0
     effort_models: bool = False
     metrics_public: bool = False
     log_level: str = "INFO"
