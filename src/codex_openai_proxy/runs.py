@@ -36,7 +36,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -53,7 +53,7 @@ from .answer import (
     codex_failure_error,
 )
 from .chat_request import ChatRequest
-from .child import Child, LineTooLong, Sentinel, spawn_child
+from .child import MAX_LINE_BYTES, Child, LineTooLong, Sentinel, spawn_child
 from .codex_events import CodexEvent, Notice, Usage, failure
 from .codex_probe import CodexInstall, probe_codex
 from .engines import EngineRun, Workspace, prepare_run
@@ -71,6 +71,14 @@ PRIVATE_ENV = ("PROXY_API_KEY",)
 #: The longest piece of text the runner hands over at once: a long message is relayed in
 #: pieces of this many characters (at most 64 KiB in memory, 4 bytes a character).
 MAX_OUTPUT_CHARS = 16384
+#: The most memory one running slot holds, in bytes: the longest line Codex may print
+#: (`child.MAX_LINE_BYTES`), about three times over while it is parsed (bytes, text, parsed
+#: JSON), and the message it carries, kept until the run ends (deltas are reconciled with the
+#: whole message). A run waiting on a client that does not read holds no more than this.
+RUN_MEMORY_BUDGET = 4 * MAX_LINE_BYTES
+#: The most a request holds once its run has ended (its slot free again) while its client
+#: takes its time: the one piece of text in the reader's hands.
+CONNECTION_MEMORY_BUDGET = 4 * MAX_OUTPUT_CHARS
 #: How many distinct Codex warnings are remembered (each is logged once): a bound, because a
 #: warning can quote what a client sent.
 MAX_REMEMBERED_WARNINGS = 64
@@ -422,12 +430,14 @@ class RunManager:
             self._idle.set()
 
 
-def split_output(output: Output) -> list[Output]:
-    """`output`, a long text cut into pieces of at most MAX_OUTPUT_CHARS characters."""
+def split_output(output: Output) -> Iterator[Output]:
+    """`output`, a long text cut into pieces of at most MAX_OUTPUT_CHARS characters, each cut
+    as it is needed (not all at once: that would be a second copy of the text)."""
     if isinstance(output, Content | Reasoning) and len(output.text) > MAX_OUTPUT_CHARS:
-        return [type(output)(output.text[start:start + MAX_OUTPUT_CHARS])
-                for start in range(0, len(output.text), MAX_OUTPUT_CHARS)]
-    return [output]
+        for start in range(0, len(output.text), MAX_OUTPUT_CHARS):
+            yield type(output)(output.text[start:start + MAX_OUTPUT_CHARS])
+    else:
+        yield output
 
 
 def write_images(request: ChatRequest, directory: str) -> tuple[str, ...]:

@@ -124,6 +124,7 @@ class AppServerRun:
                     if line is None:
                         break
                     outgoing, events = session.feed(line)
+                    del line  # a long line is not kept while the client takes its time over it
                     await write(outgoing)
                     await sink.deliver(events)
                     continue
