@@ -27,6 +27,7 @@ from conftest import (
     chat_body,
     children_of,
     is_ready,
+    is_sentinel,
     listening_url,
     open_stream,
     process_state,
@@ -54,10 +55,6 @@ async def stop_server(server: trio.Process) -> None:
         if server.returncode is None:
             os.killpg(server.pid, signal.SIGKILL)
         await server.wait()
-
-
-def is_sentinel(pid: int) -> bool:
-    return b"sentinel.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
 def sentinel_of(server_pid: int) -> int:

@@ -1,10 +1,18 @@
-"""Serving the app with hypercorn's trio worker, and stopping it cleanly.
+"""Serving the app with hypercorn's trio worker, and stopping it cleanly and in bounded time.
 
 Hypercorn's `serve` is run directly (not its CLI) so that the proxy owns shutdown: SIGTERM or
 SIGINT stops the listener and, at the same moment, stops every queued and running Codex run,
-whose streams then end with a `shutting_down` error. Hypercorn gives open connections
-`graceful_timeout` to finish, which is more than the kill grace a child needs to be stopped, so
-by the time `serve_proxy` returns every child has been reaped.
+whose streams then end with a `shutting_down` error. Every child is stopped within the kill
+grace (then SIGKILL). Clients get `SHUTDOWN_SLACK_S` more to take the end of their streams;
+whoever is still connected then (a client that reads nothing blocks hypercorn's shielded
+writes, which no cancellation reaches) is disconnected (`connections.py`). So the proxy exits
+`shutdown_bound_s` after the signal at the latest, whatever its clients do, and by the time
+`serve_proxy` returns every child has been reaped.
+
+The signal receiver stays open until then: trio restores the default handlers when it closes,
+and the default action of SIGTERM, SIGINT and SIGHUP is to end the process on the spot, its
+children unreaped. A second signal during the shutdown (an impatient Ctrl-C, `systemctl
+reload`) is logged and the shutdown carries on.
 """
 
 from __future__ import annotations
@@ -24,11 +32,22 @@ from .app import create_app
 from .catalog import CatalogError, ModelCatalog
 from .child import Sentinel
 from .codex_probe import read_catalog
+from .connections import Address, drop_all_clients
 from .runs import CodexLocator, RunManager
 from .scratch import ScratchRoot, sweep_stale
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Beyond the kill grace, how long a shutdown waits for clients to take the end of their
+#: streams before it disconnects them.
+SHUTDOWN_SLACK_S = 3.0
+
+
+def shutdown_bound_s(settings: Settings) -> float:
+    """How long after SIGTERM the proxy has exited, whatever its clients do (within the moment
+    SIGKILL and the last clean-up take)."""
+    return settings.kill_grace_s + SHUTDOWN_SLACK_S
 
 
 @dataclass
@@ -42,6 +61,10 @@ class RunningServer:
     @property
     def url(self) -> str:
         return self.urls[0]
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def shut_down(self) -> None:
         """Begin the same shutdown SIGTERM begins."""
@@ -76,7 +99,9 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config = HypercornConfig()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     config.bind = [f"{host}:{settings.port}"]
-    config.graceful_timeout = settings.kill_grace_s + 5
+    # Hypercorn cancels what is left of its connections then; the proxy disconnects the
+    # clients those connections wait for at the same moment (see `_disconnect_clients_after`).
+    config.graceful_timeout = shutdown_bound_s(settings)
     config.accesslog = settings.access_log or None
     # A Logger, not "-": hypercorn would add a handler of its own and every line would be
     # printed twice, once by it and once by the root handler the CLI set up.
@@ -85,16 +110,33 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     return config
 
 
-async def _handle_signals(server: RunningServer) -> None:
+async def _handle_signals(server: RunningServer, nursery: trio.Nursery,
+                          bound_s: float) -> None:
+    """Until cancelled, once the server is done: see the module docstring."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async for signum in signals:
-            if signum == signal.SIGHUP:
+            name = signal.Signals(signum).name
+            if server.stopping:
+                log.info("received %s while shutting down: the shutdown carries on", name)
+            elif signum == signal.SIGHUP:
                 log.info("received SIGHUP, reading Codex's model catalog again")
-                await server.reload_catalog()
-                continue
-            log.info("received %s, shutting down", signal.Signals(signum).name)
-            server.shut_down()
-            return
+                # In a task of its own, so that a SIGTERM meanwhile is acted on at once.
+                nursery.start_soon(server.reload_catalog)
+            else:
+                log.info("received %s, shutting down (within %g s)", name, bound_s)
+                server.shut_down()
+
+
+def _address(url: str) -> Address:
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    return host.strip("[]"), int(port)
+
+
+async def _disconnect_clients_after(seconds: float, urls: list[str]) -> None:
+    await trio.sleep(seconds)
+    if count := drop_all_clients([_address(url) for url in urls]):
+        log.warning("%d client connection(s) still open %g s into the shutdown: disconnected",
+                    count, seconds)
 
 
 async def serve_proxy(
@@ -125,18 +167,23 @@ async def _serve(settings: Settings, env: dict[str, str], scratch: ScratchRoot,
     app = create_app(settings, manager, locator, catalog)
     server = RunningServer([], manager, catalog, locator)
 
+    bound_s = shutdown_bound_s(settings)
+
     async def shutdown_trigger() -> None:
         await server._stop.wait()
         manager.close()
+        nursery.start_soon(_disconnect_clients_after, bound_s, server.urls)
 
     async with trio.open_nursery() as nursery:
         if handle_signals:
-            nursery.start_soon(_handle_signals, server)
+            nursery.start_soon(_handle_signals, server, nursery, bound_s)
 
         async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
             await hypercorn.trio.serve(app, hypercorn_config(settings),
                                        shutdown_trigger=shutdown_trigger,
                                        task_status=task_status)
+            # Every request has ended, and each ends only once its child is reaped.
+            await manager.wait_idle()
             nursery.cancel_scope.cancel()
 
         server.urls = await nursery.start(partial(serve))
