@@ -14,7 +14,9 @@ turn does; the names are those of `codex exec`'s scenarios, plus:
 
   tool_call          call the first dynamic tool with FAKE_CODEX_TOOL_ARGS (JSON, default {})
   stall_initialize   never answer `initialize`
-  stall_thread       never answer `thread/start` (what a too-deep tool schema does to 0.169.0)
+  stall_thread       never answer `thread/start` (what a too-deep tool schema does to 0.169.0);
+                     also picked by `fake-scenario:stall_thread` in the thread's instructions
+                     (the request's system message), since the turn's text comes too late
   ignore_interrupt   hang, leave `turn/interrupt` unanswered and stay when stdin closes (a
                      signal must end it; ignore_signals stays the same way)
 
@@ -133,7 +135,8 @@ class AppServer:
                     "codexHome": os.environ.get("CODEX_HOME", "~/.codex"),
                     "platformFamily": "unix", "platformOs": "linux"}})
             elif method == "thread/start":
-                if self.scenario == "stall_thread":
+                if self.scenario == "stall_thread" or "fake-scenario:stall_thread" in json.dumps(
+                        params, ensure_ascii=False):
                     continue
                 self.dynamic_tools = params.get("dynamicTools") or []
                 thread = {"id": self.thread_id, "preview": "", "ephemeral": True,
