@@ -14,6 +14,8 @@ turn does; the names are those of `codex exec`'s scenarios, plus:
 
   tool_call          call the first dynamic tool with FAKE_CODEX_TOOL_ARGS (JSON, default {})
   stall_initialize   never answer `initialize`
+  config_error       refuse `thread/start` as 0.169.0 does a config.toml it cannot load: the
+                     reason quotes the file's path and the offending line's bearer token
   stall_thread       never answer `thread/start` (what a too-deep tool schema does to 0.169.0);
                      also picked by `fake-scenario:stall_thread` in the thread's instructions
                      (the request's system message), since the turn's text comes too late
@@ -134,6 +136,12 @@ class AppServer:
                     "userAgent": "codex-openai-proxy/0.169.0 (Debian 12.0.0; x86_64)",
                     "codexHome": os.environ.get("CODEX_HOME", "~/.codex"),
                     "platformFamily": "unix", "platformOs": "linux"}})
+            elif method == "thread/start" and self.scenario == "config_error":
+                from fake_codex import CONFIG_PATH, CONFIG_SECRET
+
+                self.send({"id": request_id, "error": {"code": -32603, "message": (
+                    f"failed to load configuration: {CONFIG_PATH}:5:16: invalid type: string "
+                    f'"Bearer {CONFIG_SECRET}", expected a map')}})
             elif method == "thread/start":
                 if self.scenario == "stall_thread" or "fake-scenario:stall_thread" in json.dumps(
                         params, ensure_ascii=False):

@@ -54,7 +54,7 @@ from .answer import (
 )
 from .chat_request import ChatRequest
 from .child import MAX_LINE_BYTES, Child, LineTooLong, Sentinel, spawn_child
-from .codex_events import CodexEvent, Notice, Usage, failure
+from .codex_events import CodexEvent, Notice, TurnFailed, Usage, failure
 from .codex_probe import CodexInstall, probe_codex
 from .engines import EngineRun, Workspace, prepare_run
 from .prompt import number_images
@@ -212,6 +212,10 @@ class AnswerSink:
             if isinstance(event, Notice):
                 self._notices.log(self._run.number, event)
                 continue
+            if isinstance(event, TurnFailed):
+                # The client is shown only what is safe to show; the log gets all of it.
+                log.warning("run %d: Codex failed: %s", self._run.number,
+                            event.detail or event.message)
             for output in self._assembler.feed(event):
                 if isinstance(output, Finished):
                     self.end(output, "ok")
@@ -342,7 +346,7 @@ class RunManager:
         settings = self.settings
         install = await self.locator.get()
         if not install.found:
-            raise errors.codex_unavailable(install.problem or "Codex is not available.")
+            raise errors.codex_unavailable()  # the locator has logged why
         scratch_dir = self.scratch.new_run_folder()
         try:
             workspace = Workspace(scratch_dir, write_images(run.request, scratch_dir))
@@ -403,11 +407,9 @@ class RunManager:
             if child is not None:
                 raise  # Codex did start: this is no failure to start it
             self.locator.forget()
-            raise errors.codex_unavailable(
-                f"Could not start the Codex CLI {engine_run.argv[0]!r}: "
-                f"{error.strerror or error}. Install it with `npm i -g @openai/codex` or set "
-                "CODEX_BIN to its path."
-            ) from None
+            log.warning("run %d: could not start the Codex CLI %r: %s", run.number,
+                        engine_run.argv[0], error.strerror or error)
+            raise errors.codex_unavailable() from None
         finally:
             if child is not None:
                 run.returncode = child.returncode  # reaped by now
