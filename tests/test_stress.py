@@ -278,15 +278,16 @@ async def flood_of_stalled_handshakes(server, url) -> None:
     its slot, so the ordinary ones are served, not refused."""
     tools = [{"type": "function", "function": {"name": "deep", "description": "Nested.",
                                                "parameters": deep_schema(16)}}]
-    stalled = {"messages": [{"role": "system", "content": "fake-scenario:stall_thread"},
-                            {"role": "user", "content": "Use the tool."}], "tools": tools}
+    stalled_body = {"messages": [{"role": "system", "content": "fake-scenario:stall_thread"},
+                                 {"role": "user", "content": "Use the tool."}],
+                    "tools": tools}
     outcomes: Counter = Counter()
     ordinary: Counter = Counter()
     limits = httpx.Limits(max_connections=FLOOD_REQUESTS + 8, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=60,
                                  limits=limits) as client:
         async def flood_one() -> None:
-            response = await client.post("/v1/chat/completions", json=stalled)
+            response = await client.post("/v1/chat/completions", json=stalled_body)
             error = response.json().get("error") or {}
             outcomes[(response.status_code, error.get("code"), error.get("message"))] += 1
 
@@ -302,8 +303,14 @@ async def flood_of_stalled_handshakes(server, url) -> None:
                     if number % 8 == 0:
                         nursery.start_soon(ordinary_one)
         took = trio.current_time() - started
-    said = (f"Codex app-server did not answer thread/start within {REPLY_TIMEOUT_S:g} s.")
-    assert outcomes == {(502, "codex_error", said): FLOOD_REQUESTS}, outcomes
+    stalled = (502, "codex_error",
+               f"Codex app-server did not answer thread/start within {REPLY_TIMEOUT_S:g} s.")
+    # An app-server slow to start (48 at once on 2 cores) can bring the 2 s wait for
+    # thread/start past the run's own 3 s deadline: then the deadline ends it, as a 504.
+    deadline = (504, "timeout", "Codex did not finish within PROXY_REQUEST_TIMEOUT_S (3 s); "
+                "the run was stopped.")
+    assert set(outcomes) <= {stalled, deadline}, outcomes
+    assert outcomes.total() == FLOOD_REQUESTS and outcomes[stalled] > 0
     assert ordinary == {200: FLOOD_REQUESTS // 8}, ordinary
     await wait_until_idle(url)
     assert codex_children(server.pid) == []
