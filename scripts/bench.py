@@ -75,9 +75,10 @@ from codex_openai_proxy.app_server_protocol import (  # noqa: E402
     encode,
 )
 from codex_openai_proxy.chat_request import parse_chat_request  # noqa: E402
-from codex_openai_proxy.codex_cli import RunOptions, app_server_argv, exec_argv  # noqa: E402
 from codex_openai_proxy.codex_events import MessageDelta, TurnCompleted, TurnFailed  # noqa: E402
 from codex_openai_proxy.codex_probe import probe_codex  # noqa: E402
+from codex_openai_proxy.engines.app_server import app_server_argv  # noqa: E402
+from codex_openai_proxy.engines.exec import exec_argv  # noqa: E402
 from codex_openai_proxy.prompt import render_prompt  # noqa: E402
 
 from mock_responses import MockResponses, codex_home, serve_mock  # noqa: E402
@@ -278,13 +279,15 @@ def chat_body(number: int) -> dict[str, Any]:
 def prompt_for(body: dict[str, Any], *, system_in_prompt: bool = True) -> str:
     """The exact prompt the proxy would write to Codex's stdin for `body`."""
     request = parse_chat_request(body, default_model=MODEL)
-    return render_prompt(request.messages, system_in_prompt=system_in_prompt)
+    # app-server takes the system and developer messages as instructions, not in the prompt.
+    return render_prompt([m for m in request.messages if system_in_prompt
+                          or m.role not in ("system", "developer")])
 
 
-def run_options(scratch_dir: str) -> RunOptions:
+def run_options(scratch_dir: str) -> dict[str, Any]:
     # What the proxy passes with its default settings (CODEX_MODEL=gpt-5, chatgpt login).
-    return RunOptions(model=MODEL, reasoning_effort=None, login_method="chatgpt",
-                      scratch_dir=scratch_dir)
+    return {"model": MODEL, "reasoning_effort": None, "login_method": "chatgpt",
+            "scratch_dir": scratch_dir}
 
 
 # -- one stream, either way --------------------------------------------------------------------
@@ -520,7 +523,7 @@ async def run_level(level: Level, fake: FakeCodex, numbers: Numbers,
     env = fake.env(level)
     # The same argv the proxy builds for this fake Codex (whose --help is 0.169.0's).
     install = await probe_codex(str(fake.wrapper), env)
-    argv = exec_argv(str(fake.wrapper), install.capabilities, run_options(str(fake.scratch_dir)))
+    argv = exec_argv(str(fake.wrapper), install.capabilities, **run_options(str(fake.scratch_dir)))
     proxy_env = {**env, "CODEX_BIN": str(fake.wrapper), "CODEX_ENGINE": "exec",
                  "PROXY_MAX_CONCURRENT": "300", "PROXY_QUEUE_TIMEOUT_S": "600"}
 
@@ -658,7 +661,7 @@ async def real_exec_direct(codex_bin: str, env: dict[str, str], body: dict[str, 
                            capabilities: Any) -> RealRun:
     scratch = tempfile.mkdtemp(prefix="bench-codex-")
     try:
-        argv = exec_argv(codex_bin, capabilities, run_options(scratch))
+        argv = exec_argv(codex_bin, capabilities, **run_options(scratch))
         started = time.monotonic_ns()
         first = ended = None
         async with codex_child(argv, env, scratch) as process:
@@ -690,7 +693,7 @@ async def real_app_server_direct(codex_bin: str, env: dict[str, str],
         # The same turn the proxy holds: its own sans-I/O session, over a pipe of our own.
         session = AppServerSession(TurnPlan(
             prompt=prompt_for(body, system_in_prompt=False), cwd=scratch, model=MODEL))
-        argv = app_server_argv(codex_bin, run_options(scratch))
+        argv = app_server_argv(codex_bin, login_method="chatgpt")
         started = time.monotonic_ns()
         first = ended = None
         async with codex_child(argv, env, scratch) as process:

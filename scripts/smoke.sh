@@ -42,10 +42,13 @@ request() {
 # /healthz sits beside /v1, not under it.
 status=$(base_url=${base_url%/v1} request /healthz)
 [ "$status" = 200 ] || fail "GET /healthz answered $status: $(head -c 300 "$body_file")"
-grep -q '"ok": *true' "$body_file" || fail "GET /healthz did not say ok: $(head -c 300 "$body_file")"
 if grep -q '"found": *false' "$body_file"; then
-  fail "the proxy runs but cannot find Codex: $(head -c 300 "$body_file")"
+  # Where the proxy looked (paths) is only in the verbose health, behind the key.
+  base_url=${base_url%/v1} request '/healthz?verbose' -H "Authorization: Bearer $api_key" \
+    >/dev/null
+  fail "the proxy runs but cannot find Codex: $(head -c 400 "$body_file")"
 fi
+grep -q '"ok": *true' "$body_file" || fail "GET /healthz did not say ok: $(head -c 300 "$body_file")"
 pass "GET /healthz"
 if [ -z "$model" ] || [ "$model" = default ]; then
   model=$(sed -n 's/.*"default_model": *"\([^"]*\)".*/\1/p' "$body_file")

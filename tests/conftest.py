@@ -61,6 +61,14 @@ def children_of(parent: int) -> list[int]:
     return found
 
 
+def is_sentinel(pid: int) -> bool:
+    """Whether `pid` is a proxy's sentinel process (see `codex_openai_proxy/sentinel.py`)."""
+    try:
+        return b"sentinel.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 async def wait_dead(pid: int, timeout: float = 10.0) -> None:
     """Until `pid` has exited (a zombie counts: it runs nothing). Fails after `timeout`."""
     try:
@@ -111,6 +119,13 @@ class FakeCodex:
     def pids(self, run_pid: int) -> list[int]:
         """The run's own pid and those of the processes it started."""
         return [int(line) for line in (self.record_dir / f"{run_pid}.pids").read_text().split()]
+
+    async def wait_for_runs(self, count: int, timeout: float = 60) -> list[int]:
+        """Until `count` runs have started (in another process: polled); their pids."""
+        with trio.fail_after(timeout):
+            while len(started := list(self.record_dir.glob("*.pids"))) < count:
+                await trio.sleep(0.02)
+        return [int(path.stem) for path in started]
 
 
 @pytest.fixture

@@ -16,8 +16,13 @@ turn does; the names are those of `codex exec`'s scenarios, plus:
 
   tool_call          call the first dynamic tool with FAKE_CODEX_TOOL_ARGS (JSON, default {})
   stall_initialize   never answer `initialize`
+  config_error       refuse `thread/start` or `thread/resume` as 0.169.0 does a config.toml it
+                     cannot load: the reason quotes the file's path and the offending line's
+                     bearer token
   stall_thread       never answer `thread/start` or `thread/resume` (what a too-deep tool
-                     schema does to 0.169.0)
+                     schema does to 0.169.0); also picked by `fake-scenario:stall_thread` in
+                     the thread's instructions or history (the request's messages), since the
+                     turn's text comes too late
   ignore_interrupt   hang, leave `turn/interrupt` unanswered and stay when stdin closes (a
                      signal must end it; ignore_signals stays the same way)
 
@@ -156,8 +161,16 @@ class AppServer:
                     "userAgent": "codex-openai-proxy/0.169.0 (Debian 12.0.0; x86_64)",
                     "codexHome": os.environ.get("CODEX_HOME", "~/.codex"),
                     "platformFamily": "unix", "platformOs": "linux"}})
+            elif method in ("thread/start", "thread/resume") and \
+                    self.scenario == "config_error":
+                from fake_codex import CONFIG_PATH, CONFIG_SECRET
+
+                self.send({"id": request_id, "error": {"code": -32603, "message": (
+                    f"failed to load configuration: {CONFIG_PATH}:5:16: invalid type: string "
+                    f'"Bearer {CONFIG_SECRET}", expected a map')}})
             elif method == "thread/start":
-                if self.scenario == "stall_thread":
+                if self.scenario == "stall_thread" or "fake-scenario:stall_thread" in json.dumps(
+                        params, ensure_ascii=False):
                     continue
                 self.dynamic_tools = params.get("dynamicTools") or []
                 thread = {"id": self.thread_id, "preview": "", "ephemeral": True,
@@ -196,6 +209,8 @@ class AppServer:
                 "code": -32600, "message": f"no rollout found for thread id {thread_id}"}})
             return
         self.rollout = found[0]
+        if "fake-scenario:stall_thread" in self.rollout.read_text():
+            return
         for raw in self.rollout.read_text().splitlines():
             line = json.loads(raw)
             if line["type"] == "session_meta":

@@ -13,7 +13,9 @@ The scenario comes from the environment, so one executable serves every test:
 
   FAKE_CODEX_SCENARIO   normal (default), two_messages, operational, slow, drip, hang,
                         ignore_signals, grandchild, auth_failure, turn_failed, crash,
-                        malformed, noisy, long, exit_early
+                        malformed, noisy, long, exit_early, config_error (what 0.169.0 says
+                        of a config.toml it cannot load: paths, the offending line with its
+                        bearer token, CONFIG_SECRET, on stderr)
                         (a prompt containing `fake-scenario:NAME` picks NAME instead)
   FAKE_CODEX_ANSWER     the agent message (default: "Hello from fake Codex.")
   FAKE_CODEX_DELAY_S    seconds `slow` waits before answering (default 1)
@@ -56,6 +58,20 @@ FLAGS = {
     "--ephemeral", "--ignore-user-config", "--ignore-rules", "--json",
 }
 USAGE = "Usage: codex exec [OPTIONS] [PROMPT]\n       codex exec [OPTIONS] <COMMAND> [ARGS]"
+
+#: The bearer token of the broken config.toml that `config_error` quotes, as 0.169.0 does.
+CONFIG_SECRET = "sk-proj-FAKE0123456789abcdefSECRET"
+CONFIG_PATH = "/home/someone/.codex/config.toml"
+CONFIG_ERROR = (
+    "WARNING: proceeding, even though we could not create PATH aliases: Refusing to create "
+    'helper binaries under temporary dir "/tmp" (codex_home: AbsolutePathBuf('
+    '"/home/someone/.codex"))\n'
+    f'Error loading config.toml:\n{CONFIG_PATH}:5:16: invalid type: string "Bearer '
+    f'{CONFIG_SECRET}", expected a map\n'
+    "  |\n"
+    f'5 | http_headers = "Bearer {CONFIG_SECRET}"\n'
+    "  |                ^\n"
+)
 
 USAGE_TOTALS = {"input_tokens": 120, "cached_input_tokens": 20, "cache_write_input_tokens": 0,
                 "output_tokens": 30, "reasoning_output_tokens": 10}
@@ -226,6 +242,9 @@ def run(scenario: str, json_mode: bool, answer: str, record_dir: str | None, pid
         while True:
             time.sleep(3600)
 
+    if scenario == "config_error":
+        sys.stderr.write(CONFIG_ERROR)
+        sys.exit(1)
     sys.stderr.write("Reading prompt from stdin...\n")
     event({"type": "thread.started", "thread_id": "0199a213-81c0-7800-8aa1-bbab2a035a53"})
     # 0.169.0 reports models missing from its catalog as an error *item*, and carries on.

@@ -440,7 +440,9 @@ def test_error_response_to_thread_resume_is_a_failure_naming_the_method() -> Non
     (event,) = events
     assert isinstance(event, TurnFailed)
     assert "thread/resume" in event.message
-    assert "invalid cwd: /nope" in event.message
+    # Codex's reason can quote its config (paths, secrets): the log has it, the client not.
+    assert "/nope" not in event.message
+    assert "invalid cwd: /nope" in event.detail
     assert session.finished
     assert session.finish(1, "") == []
 
@@ -687,12 +689,13 @@ def test_blank_lines_say_nothing(raw: str) -> None:
 # -- the process ending ------------------------------------------------------------------------
 
 
-def test_finish_before_the_turn_ends_is_a_failure_with_status_and_stderr() -> None:
+def test_finish_before_the_turn_ends_is_a_failure_with_status_and_logged_stderr() -> None:
     session = running()
     (event,) = session.finish(137, "some log line\nthread panicked: out of cheese\n")
     assert isinstance(event, TurnFailed)
     assert "137" in event.message
-    assert "thread panicked: out of cheese" in event.message
+    assert "panicked" not in event.message
+    assert "thread panicked: out of cheese" in event.detail
     assert session.finished
     assert session.finish(137, "again") == []
 
@@ -707,13 +710,12 @@ def test_finish_prefers_the_last_error() -> None:
     assert "unrelated stderr" not in event.message
 
 
-def test_finish_uses_only_the_stderr_tail() -> None:
+def test_finish_sends_the_stderr_tail_to_the_log_only() -> None:
     session = running()
-    stderr = "HEAD-MARKER " + "y" * 5000 + " TAIL-MARKER"
-    (event,) = session.finish(2, stderr)
+    (event,) = session.finish(2, "Error: TAIL-MARKER")
     assert isinstance(event, TurnFailed)
-    assert "TAIL-MARKER" in event.message
-    assert "HEAD-MARKER" not in event.message
+    assert "TAIL-MARKER" not in event.message and "proxy's log" in event.message
+    assert "TAIL-MARKER" in event.detail
 
 
 def test_finish_without_any_detail() -> None:
@@ -1025,4 +1027,5 @@ def test_garbage_explains_an_exit_without_a_turn() -> None:
     session = running()
     feed_all(session, ["this is not json\n"])
     [failed] = session.finish(0, "")
-    assert "not JSON" in failed.message and "this is not json" in failed.message
+    assert "not JSON" in failed.message and "this is not json" not in failed.message
+    assert "this is not json" in failed.detail

@@ -18,9 +18,9 @@ PACKAGE = Path(codex_openai_proxy.__file__).parent
 #: Every module, from the top (the command line) to the bottom (the error shape). A module may
 #: import only modules below it.
 LAYERS = [
-    "cli", "server", "app", "lifetime", "metrics", "runs", "spares",
+    "cli", "server", "app", "lifetime", "connections", "metrics", "runs", "spares",
     "engines", "engines.exec", "engines.app_server", "engines.base",
-    "codex_setup", "codex_probe", "child",
+    "codex_setup", "codex_probe", "child", "sentinel", "scratch",
     "openai_format", "responses_format", "answer", "app_server_protocol", "exec_protocol",
     "rollout", "native_history", "prompt", "catalog", "responses_request", "chat_request",
     "image_header", "codex_cli", "codex_events", "settings", "log_text", "errors",

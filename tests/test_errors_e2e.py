@@ -105,7 +105,7 @@ async def test_unknown_route_and_wrong_method(proxy):
 CODEX_FAILURES = [
     ("auth_failure", "codex_not_logged_in", "codex login"),
     ("turn_failed", "codex_error", "high demand"),
-    ("crash", "codex_error", "panicked"),
+    ("crash", "codex_error", "status 101"),  # the panic itself is the log's
     ("malformed", "codex_error", "not JSON"),
     ("exit_early", "codex_error", "without finishing"),
 ]
@@ -138,10 +138,12 @@ async def test_codex_missing_is_503_with_install_hint(start_proxy, fake_codex):
     proxy = await start_proxy(codex_bin="/nonexistent/codex")
     response = await proxy.client.post("/v1/chat/completions", json=chat_body())
     error = assert_error(response, 503, code="codex_not_found")
-    assert "/nonexistent/codex" in error["message"]
     assert "npm i -g @openai/codex" in error["message"]
     health = (await proxy.client.get("/healthz")).json()
-    assert health["ok"] is True and health["codex"]["found"] is False
+    assert health["ok"] is False and health["codex"]["found"] is False
+    # Where it looked is for the operator, with the key.
+    verbose = (await proxy.client.get("/healthz?verbose")).json()
+    assert "/nonexistent/codex" in verbose["codex"]["problem"]
 
 
 async def test_codex_installed_after_start_is_found_without_restart(start_proxy, fake_codex):

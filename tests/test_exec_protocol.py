@@ -269,7 +269,9 @@ def test_garbage_is_a_notice_then_a_failure_at_finish(raw: str) -> None:
     assert isinstance(failed, TurnFailed)
     assert failed.kind == "codex"
     assert "not JSON" in failed.message
-    assert repr(raw.strip()) in failed.message
+    # Raw output is the log's, not the client's.
+    assert repr(raw.strip()) not in failed.message
+    assert repr(raw.strip()) in failed.detail
 
 
 def test_garbage_does_not_stop_the_answer() -> None:
@@ -282,14 +284,14 @@ def test_garbage_does_not_stop_the_answer() -> None:
     assert reader.finish(0, "") == []
 
 
-def test_failure_names_the_first_garbage_line_cut_to_300_characters() -> None:
+def test_the_log_gets_the_first_garbage_line_cut_to_300_characters() -> None:
     reader = ExecJsonReader()
     reader.feed("A" * 1000 + "\n")
     reader.feed("second garbage\n")
     [failed] = reader.finish(0, "")
     assert isinstance(failed, TurnFailed)
-    assert repr("A" * 300) in failed.message
-    assert "second garbage" not in failed.message
+    assert repr("A" * 300) in failed.detail
+    assert "second garbage" not in failed.detail
 
 
 def test_garbage_notice_is_cut_to_300_characters() -> None:
@@ -302,7 +304,8 @@ def test_garbage_explanation_beats_last_error_and_stderr() -> None:
     reader.feed("oops\n")
     [failed] = reader.finish(2, "stderr says")
     assert isinstance(failed, TurnFailed)
-    assert failed.message == "Codex printed output that is not JSON: 'oops'"
+    assert failed.message == "Codex printed output that is not JSON; the proxy's log has it."
+    assert "'oops'" in failed.detail and "stderr says" in failed.detail
 
 
 def test_last_error_explains_an_unfinished_turn() -> None:
@@ -314,16 +317,18 @@ def test_last_error_explains_an_unfinished_turn() -> None:
     ]
 
 
-def test_exit_with_status_and_stderr_tail() -> None:
+def test_exit_with_status_sends_stderr_to_the_log_only() -> None:
     reader = ExecJsonReader()
     reader.feed(item(id="m", type="agent_message", text="partial"))
-    assert reader.finish(3, "  Error: config.toml is invalid\n") == [
-        TurnFailed("Codex exited with status 3: Error: config.toml is invalid", "codex")
-    ]
+    [failed] = reader.finish(3, "  Error: config.toml is invalid\n")
+    assert failed == TurnFailed("Codex exited with status 3 before finishing the turn; its "
+                                "error output is in the proxy's log.", "codex")
+    assert "Error: config.toml is invalid" in failed.detail
 
 
 def test_exit_with_status_without_stderr() -> None:
-    assert ExecJsonReader().finish(137, "") == [TurnFailed("Codex exited with status 137.")]
+    assert ExecJsonReader().finish(137, "") == [
+        TurnFailed("Codex exited with status 137 before finishing the turn.")]
 
 
 def test_exit_zero_without_turn_completed_is_a_failure() -> None:
@@ -331,12 +336,14 @@ def test_exit_zero_without_turn_completed_is_a_failure() -> None:
         TurnFailed("Codex exited without finishing the turn.")
     ]
     assert ExecJsonReader().finish(0, "bye\n") == [
-        TurnFailed("Codex exited without finishing the turn: bye")
+        TurnFailed("Codex exited without finishing the turn; its error output is in the "
+                   "proxy's log.")
     ]
 
 
 def test_killed_process_with_unknown_status() -> None:
-    assert ExecJsonReader().finish(None, "") == [TurnFailed("Codex exited with status None.")]
+    assert ExecJsonReader().finish(None, "") == [
+        TurnFailed("Codex exited with status None before finishing the turn.")]
 
 
 def test_stderr_that_looks_like_auth_is_an_auth_failure() -> None:
@@ -447,11 +454,13 @@ def test_plain_output_uses_the_last_answer_header() -> None:
     assert plain(stdout)[0] == MessageDone("plain", "final answer")
 
 
-def test_plain_output_failure_uses_exit_status_and_stderr() -> None:
-    assert plain(["partial\n"], 2, "Error: boom\n") == [
-        TurnFailed("Codex exited with status 2: Error: boom", "codex")
-    ]
-    assert plain([], None, "") == [TurnFailed("Codex exited with status None.")]
+def test_plain_output_failure_uses_exit_status_and_logs_stderr() -> None:
+    [failed] = plain(["partial\n"], 2, "Error: boom\n")
+    assert failed == TurnFailed("Codex exited with status 2 before finishing the turn; its "
+                                "error output is in the proxy's log.", "codex")
+    assert "Error: boom" in failed.detail
+    assert plain([], None, "") == [
+        TurnFailed("Codex exited with status None before finishing the turn.")]
 
 
 def test_plain_output_auth_failure() -> None:

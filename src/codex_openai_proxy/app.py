@@ -91,7 +91,7 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
     metrics = ProxyMetrics(children_running=lambda: len(manager.active),
                            queue_length=lambda: manager.queued)
     app.asgi_app = RequestLifetimeMiddleware(  # type: ignore[method-assign]
-        app.asgi_app, metrics)
+        app.asgi_app, metrics, settings.write_timeout_s)
     created = int(time.time())
     limits = InputLimits(max_image_bytes=settings.max_image_bytes,
                          max_image_pixels=settings.max_image_pixels,
@@ -122,7 +122,8 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
     @app.before_request
     async def require_api_key() -> None:
         protected = request.path == "/v1" or request.path.startswith("/v1/") or (
-            request.path == "/metrics" and not settings.metrics_public)
+            request.path == "/metrics" and not settings.metrics_public) or (
+            request.path == "/healthz" and "verbose" in request.args)
         if not protected:
             return
         header = request.headers.get("Authorization", "")
@@ -139,17 +140,22 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
+        """Whether the proxy can answer (`ok`: Codex found). Where Codex is, and what is wrong
+        with it, name paths (CODEX_BIN, PATH): only `?verbose`, with the API key, says them."""
         install = locator.install
+        found = bool(install and install.found)
+        codex: dict[str, Any] = {
+            "found": found,
+            "version": install.capabilities.version if install else None,
+        }
+        if "verbose" in request.args:  # the key was checked before the request got here
+            codex["path"] = install.path if install else None
+            codex["problem"] = install.problem if install else None
         return {
-            "ok": True,
-            "codex": {
-                "found": bool(install and install.found),
-                "path": install.path if install else None,
-                "version": install.capabilities.version if install else None,
-                "problem": install.problem if install else None,
-            },
+            "ok": found,
+            "codex": codex,
             "engine": choose_engine(settings, install.capabilities)
-            if install and install.found else settings.engine,
+            if install and found else settings.engine,
             "default_model": catalog.default_model,
             "runs": {"active": len(manager.active), "queued": manager.queued,
                      "max_concurrent": settings.max_concurrent},

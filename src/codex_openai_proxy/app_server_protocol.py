@@ -57,8 +57,10 @@ from .codex_events import (
     ToolCallRequested,
     TurnCompleted,
     Usage,
+    error_output,
     failure,
     parse_usage,
+    see_the_log,
 )
 
 #: JSON-RPC "method not found", for server requests the proxy does not handle.
@@ -302,7 +304,10 @@ class AppServerSession:
             if method == "turn/interrupt":
                 return [], [Notice("interrupt", str(error))]
             detail = error.get("message") if isinstance(error, dict) else str(error)
-            return [], self._fail(f"Codex app-server refused {method}: {detail}")
+            # Its reason quotes Codex's config (a broken config.toml, secrets and all) as often
+            # as anything the client sent: the log has it, the client the proxy's words.
+            return [], self._fail(f"Codex app-server refused {method}; its reason is in the "
+                                  "proxy's log.", f"Codex's reason: {detail}")
         result = message.get("result")
         result = result if isinstance(result, dict) else {}
         if method == "initialize" and self.phase is Phase.INITIALIZING:
@@ -442,22 +447,27 @@ class AppServerSession:
             message = message or "The Codex turn was interrupted."
         return [failure(str(message or f"The Codex turn ended with status {status!r}."))]
 
-    def _fail(self, message: str) -> list[CodexEvent]:
+    def _fail(self, message: str, log_only: str = "") -> list[CodexEvent]:
         if self.finished:
             return []
         self._advance(Step.FAILED)
-        return [failure(message)]
+        return [failure(message, log_only)]
 
     def finish(self, returncode: int | None, stderr_tail: str) -> list[CodexEvent]:
         """Any phase: the process ended (its stdout closed). Before the turn's end, that is a
-        failure, explained by Codex's last error or the tail of its stderr."""
+        failure, explained by Codex's last error; its stderr, or output that was not JSON, go
+        to the log only."""
         if self.finished:
             return []
-        detail = self._last_error or stderr_tail.strip()[-1000:]
-        if self._first_garbage is not None and not self._last_error:
-            detail = f"it printed output that is not JSON: {self._first_garbage!r}"
         head = f"Codex app-server exited with status {returncode} without finishing the turn"
-        return self._fail(f"{head}: {detail}" if detail else f"{head}.")
+        if self._last_error:
+            return self._fail(f"{head}: {self._last_error}", error_output(stderr_tail))
+        if self._first_garbage is not None:
+            return self._fail(f"{head}: it printed output that is not JSON; the proxy's log has "
+                              "it.", f"The first such line: {self._first_garbage!r}\n"
+                              + error_output(stderr_tail))
+        return self._fail(head + see_the_log(bool(stderr_tail.strip())),
+                          error_output(stderr_tail))
 
     def give_up(self, seconds: float) -> list[CodexEvent]:
         """Any phase that awaits an answer: Codex did not give it within `seconds`. The

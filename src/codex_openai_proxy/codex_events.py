@@ -8,7 +8,7 @@ format, the logs) is written once.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 
@@ -96,8 +96,13 @@ FailureKind = Literal["codex", "auth"]
 
 @dataclass(frozen=True)
 class TurnFailed:
+    """A failed turn. `message` is for the client: Codex's own words about the failure, made
+    safe to show (`safe_for_client`), or the proxy's. `detail` is for the proxy's log only:
+    Codex's words unredacted, and its error output."""
+
     message: str
     kind: FailureKind = "codex"
+    detail: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -129,9 +134,87 @@ _AUTH_FAILURE = re.compile(
 LOGIN_HINT = "Codex is not logged in or its login has expired: run `codex login` and try again."
 
 
-def failure(message: str) -> TurnFailed:
-    """A failure, recognised as an authentication problem where Codex's message says so."""
+def failure(message: str, log_only: str = "") -> TurnFailed:
+    """A failure, recognised as an authentication problem where Codex says so.
+
+    `message` is what Codex reported through its protocol (a failed turn, the upstream's error:
+    "rate limit reached", "401 Unauthorized", what the model API said), which the client is
+    shown once made safe, or the proxy's own words. `log_only` is what goes to the log alone:
+    Codex's stderr (which quotes its config file, tokens and all, paths and backtraces), output
+    that is not its protocol, a reason its app-server gave for refusing a request."""
     message = message.strip() or "Codex failed without a message."
+    log_only = log_only.strip()
+    detail = message + (f"\n{log_only}" if log_only else "")
+    shown = safe_for_client(message)
     if _AUTH_FAILURE.search(message):
-        return TurnFailed(f"{LOGIN_HINT} (Codex said: {message})", "auth")
-    return TurnFailed(message, "codex")
+        return TurnFailed(f"{LOGIN_HINT} (Codex said: {shown})", "auth", detail)
+    if _AUTH_FAILURE.search(log_only):
+        return TurnFailed(f"{LOGIN_HINT} ({shown})", "auth", detail)
+    return TurnFailed(shown, "codex", detail)
+
+
+def error_output(stderr_tail: str) -> str:
+    """Codex's stderr, as `failure`'s `log_only` puts it."""
+    return f"Codex's error output:\n{stderr_tail.strip()}" if stderr_tail.strip() else ""
+
+
+def see_the_log(has_more: bool) -> str:
+    """How a proxy-worded failure ends: whether the log has more to say."""
+    return "; its error output is in the proxy's log." if has_more else "."
+
+
+#: The longest text from Codex a client is shown.
+MAX_SHOWN_CHARS = 1000
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s\"'`<>()]+", re.IGNORECASE)
+#: Absolute paths (and `~/...`): a slash not inside a word, a number (`1/5`) or a URL.
+_PATH = re.compile(r"(?<![\w.~/:-])~?/[\w.@+-]+(?:/[\w.@+-]*)*")
+_SECRETS = (
+    # Token-shaped: long and with a digit, so that "bearer or basic authentication" stays.
+    (re.compile(r"\b(bearer|basic)(\s+)(?=[\w.~+/=-]*\d)[\w.~+/=-]{8,}", re.IGNORECASE),
+     r"\1\2<redacted>"),
+    (re.compile(r"\bsk-[\w-]{8,}"), "<redacted>"),
+    (re.compile(r"\beyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*"), "<redacted>"),  # a JWT
+    # `name: value` where the value looks like one (a digit, or long): "token: expired" stays.
+    (re.compile(r"""(?ix)\b((?:api[_-]?)?key|token|secret|password|passwd|authorization|cookie)
+                    (["']?\s*[:=]\s*["']?)(?=[^\s"',;}]*\d|[^\s"',;}]{16})[^\s"',;}]+"""),
+     r"\1\2<redacted>"),
+)
+#: Lines that are a file's contents or a program's insides: a config file quoted around an
+#: error (`7 | key = "..."`), backtrace frames, panic locations.
+_INNARDS_LINE = re.compile(
+    r"^\s*\d*\s*\|.*$|^\s*\d+:\s+\S.*$|^\s+at\s.*$|^.*(?:stack backtrace:|panicked at"
+    r"|RUST_BACKTRACE).*$", re.MULTILINE)
+
+
+def safe_for_client(text: str) -> str:
+    """Codex's words with what a client must not see taken out: file paths, tokens and other
+    secrets, quoted file contents, backtraces; URLs lose their query (and any password)."""
+    text = _INNARDS_LINE.sub("", text)
+    shown = []
+    position = 0
+    for url in _URL.finditer(text):
+        shown.append(_redact(text[position:url.start()]))
+        shown.append(_safe_url(url.group()))
+        position = url.end()
+    shown.append(_redact(text[position:]))
+    result = re.sub(r"\n\s*\n+", "\n", "".join(shown)).strip()
+    result = "".join(c if c.isprintable() or c in "\n\t" else " " for c in result)
+    if len(result) > MAX_SHOWN_CHARS:
+        result = result[:MAX_SHOWN_CHARS - 1] + "\u2026"
+    return result or "Codex failed without a message."
+
+
+def _redact(text: str) -> str:
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return _PATH.sub("<path>", text)
+
+
+def _safe_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() == "file":
+        return "<path>"
+    rest = re.split(r"[?#]", rest, maxsplit=1)[0]
+    host, slash, path = rest.partition("/")
+    host = host.rsplit("@", 1)[-1]  # no user:password@
+    return f"{scheme}://{host}{slash}{path}"

@@ -6,7 +6,6 @@ import logging
 import os
 import platform
 import shutil
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,11 +15,14 @@ from typing import Any
 import trio
 
 from .catalog import CatalogError, load_catalog_json
+from .child import Completed, Sentinel, run_child
 from .codex_cli import INSTALL_HINT, CodexCapabilities, parse_exec_help, parse_version
 
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 20.0
+#: A probe past its timeout gets SIGINT, then SIGKILL to its whole group after this long.
+PROBE_KILL_GRACE_S = 1.0
 #: `codex debug models` refreshes the catalog online first; offline it falls back by itself,
 #: but a network that hangs must not hold up the start for long: then the bundled catalog.
 CATALOG_REFRESH_TIMEOUT_S = 10.0
@@ -96,23 +98,22 @@ def native_binary(path: str) -> tuple[str, dict[str, str]] | None:
     return None
 
 
-async def _run(argv: list[str], env: Mapping[str, str],
-               timeout: float = PROBE_TIMEOUT_S) -> subprocess.CompletedProcess[bytes]:
-    # Probes run in a session of their own too, so a timeout kills the npm wrapper's child.
-    with trio.fail_after(timeout):
-        return await trio.run_process(
-            argv, capture_stdout=True, capture_stderr=True, check=False,
-            stdin=subprocess.DEVNULL, env=dict(env), start_new_session=True,
-        )
+async def _run(argv: list[str], env: Mapping[str, str], timeout: float | None = None,
+               sentinel: Sentinel | None = None) -> Completed:
+    # A probe is a child like any other (`child.py`): its own process group, stopped whole
+    # when it takes too long, so a timeout leaves no native binary of the npm wrapper behind.
+    return await run_child(argv, env=env, timeout_s=PROBE_TIMEOUT_S if timeout is None
+                           else timeout, kill_grace_s=PROBE_KILL_GRACE_S, sentinel=sentinel)
 
 
-async def _output(argv: list[str], env: Mapping[str, str]) -> tuple[int, str]:
-    result = await _run(argv, env)
-    text = result.stdout.decode("utf-8", "replace") + result.stderr.decode("utf-8", "replace")
-    return result.returncode, text
+async def _output(argv: list[str], env: Mapping[str, str],
+                  sentinel: Sentinel | None) -> tuple[int, str]:
+    result = await _run(argv, env, sentinel=sentinel)
+    return result.returncode, result.stdout.decode("utf-8", "replace") + result.stderr_tail
 
 
-async def probe_codex(codex_bin: str, env: Mapping[str, str]) -> CodexInstall:
+async def probe_codex(codex_bin: str, env: Mapping[str, str],
+                      sentinel: Sentinel | None = None) -> CodexInstall:
     path, problem = resolve_codex(codex_bin, env)
     if path is None:
         return CodexInstall(None, CodexCapabilities(), problem)
@@ -121,9 +122,9 @@ async def probe_codex(codex_bin: str, env: Mapping[str, str]) -> CodexInstall:
         wrapper, (path, extra_env) = path, native
         env = {**env, **extra_env}
     try:
-        _, version_text = await _output([path, "--version"], env)
-        help_status, help_text = await _output([path, "exec", "--help"], env)
-        app_status, _ = await _output([path, "app-server", "--help"], env)
+        _, version_text = await _output([path, "--version"], env, sentinel)
+        help_status, help_text = await _output([path, "exec", "--help"], env, sentinel)
+        app_status, _ = await _output([path, "app-server", "--help"], env, sentinel)
     except (OSError, trio.TooSlowError) as error:
         return CodexInstall(None, CodexCapabilities(),
                             f"Could not run {path!r}: {error}. {INSTALL_HINT}")
@@ -136,7 +137,8 @@ async def probe_codex(codex_bin: str, env: Mapping[str, str]) -> CodexInstall:
     return CodexInstall(path, capabilities, env=extra_env, wrapper=wrapper)
 
 
-async def read_catalog(path: str, env: Mapping[str, str]) -> dict[str, Any]:
+async def read_catalog(path: str, env: Mapping[str, str],
+                       sentinel: Sentinel | None = None) -> dict[str, Any]:
     """Codex's model catalog, as `codex debug models` prints it; raises CatalogError saying
     why it cannot be had."""
     attempts = [([path, "debug", "models"], CATALOG_REFRESH_TIMEOUT_S),
@@ -144,14 +146,14 @@ async def read_catalog(path: str, env: Mapping[str, str]) -> dict[str, Any]:
     problem = "no attempt made"
     for argv, timeout in attempts:
         try:
-            result = await _run(argv, env, timeout)
+            result = await _run(argv, env, timeout, sentinel)
         except trio.TooSlowError:
             problem = f"`{' '.join(argv[1:])}` took longer than {timeout:g} s"
             continue
         except OSError as error:
             raise CatalogError(f"could not run {path!r}: {error}") from None
         if result.returncode != 0:
-            detail = result.stderr.decode("utf-8", "replace").strip().splitlines()
+            detail = result.stderr_tail.strip().splitlines()
             problem = (f"`{' '.join(argv[1:])}` exited with status {result.returncode}"
                        + (f": {detail[-1]}" if detail else ""))
             continue

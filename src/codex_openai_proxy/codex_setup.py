@@ -29,6 +29,7 @@ from typing import Any
 import trio
 
 from .catalog import CatalogError, ModelCatalog, catalog_models, lean_catalog
+from .child import Sentinel
 from .codex_probe import CodexInstall, probe_codex, read_catalog
 from .settings import Settings
 
@@ -140,9 +141,12 @@ class CodexLocator:
     catalog and the user's Codex home are read at start-up and on SIGHUP (`refresh`).
     """
 
-    def __init__(self, settings: Settings, env: Mapping[str, str], runtime_dir: Path) -> None:
+    def __init__(self, settings: Settings, env: Mapping[str, str], runtime_dir: Path,
+                 sentinel: Sentinel | None = None) -> None:
         self._settings = settings
         self._runtime_dir = runtime_dir
+        #: Told of every Codex process group (probes included), to kill should the proxy die.
+        self.sentinel = sentinel
         #: The environment every Codex process gets (probes included): the proxy's own, less
         #: its secrets, with Codex's start-up shortcuts.
         shims = runtime_dir / "shims"
@@ -169,7 +173,8 @@ class CodexLocator:
     async def get(self) -> CodexSetup:
         async with self._lock:
             if self.install is None or not self.install.found:
-                self.install = await probe_codex(self._settings.codex_bin, self.env)
+                self.install = await probe_codex(self._settings.codex_bin, self.env,
+                                                 self.sentinel)
                 if self.install.found:
                     log.info("using Codex %s at %s", self.install.capabilities.version,
                              self.install.path)
@@ -202,7 +207,7 @@ class CodexLocator:
             catalog.models, catalog.problem = [], install.problem or "Codex not found"
         else:
             try:
-                raw = await read_catalog(install.path, setup.env)
+                raw = await read_catalog(install.path, setup.env, self.sentinel)
                 catalog.models, catalog.problem = catalog_models(raw), None
                 self.catalog_path = write_lean_catalog(raw, self._runtime_dir)
             except (CatalogError, OSError) as error:

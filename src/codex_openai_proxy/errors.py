@@ -37,6 +37,10 @@ has one named constructor here. Nothing else in the package builds an `ApiError`
 A 429 carries `Retry-After`, since a slot will free up. The 5xx the proxy decides on carry
 `x-should-retry: false` (`NO_RETRY`): the OpenAI SDKs would otherwise start two more Codex runs
 that fail the same way.
+
+A message never carries file paths, secrets, backtraces or Codex's raw error output: it says
+what failed in the proxy's words, or in Codex's own (a failed turn, the upstream's error) made
+safe to show; the full text goes to the proxy's log.
 """
 
 from __future__ import annotations
@@ -177,7 +181,8 @@ def internal_error(detail: str) -> ApiError:
 
 
 def codex_failed(message: str, *, not_logged_in: bool = False) -> ApiError:
-    """Codex could not produce the answer; the message says why, in Codex's words."""
+    """Codex could not produce the answer; the message says why, in Codex's words made safe to
+    show (`codex_events.safe_for_client`) or the proxy's."""
     return ApiError(502, message, "api_error", None,
                     "codex_not_logged_in" if not_logged_in else "codex_error", dict(NO_RETRY))
 
@@ -188,8 +193,13 @@ def tool_call_required() -> ApiError:
                     dict(NO_RETRY))
 
 
-def codex_unavailable(problem: str) -> ApiError:
-    return ApiError(503, problem, "api_error", None, "codex_not_found", dict(NO_RETRY))
+def codex_unavailable() -> ApiError:
+    # Where the proxy looked (CODEX_BIN, PATH) is for the operator: the log and
+    # `/healthz?verbose` with the API key say it, a client is told what to do.
+    return ApiError(503, "The Codex CLI was not found or could not be started. Install it with "
+                    "`npm i -g @openai/codex` or set CODEX_BIN to its full path; the proxy's "
+                    "log and /healthz?verbose say what was tried.", "api_error", None,
+                    "codex_not_found", dict(NO_RETRY))
 
 
 def storage_unavailable(reason: str) -> ApiError:

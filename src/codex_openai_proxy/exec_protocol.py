@@ -18,8 +18,10 @@ from .codex_events import (
     Notice,
     ReasoningDone,
     TurnCompleted,
+    error_output,
     failure,
     parse_usage,
+    see_the_log,
 )
 
 
@@ -28,7 +30,8 @@ class ExecJsonReader:
 
     A line that is not JSON is noted and skipped rather than failing the run: the answer may
     still arrive whole. Only a run that ends without `turn.completed` is a failure, and then
-    the garbage, Codex's last error notice or its stderr explains why.
+    the garbage, Codex's last error notice or its stderr explains why (the garbage and the
+    stderr to the log only: they are not Codex's words to the client).
     """
 
     def __init__(self) -> None:
@@ -85,21 +88,20 @@ class ExecJsonReader:
             return []
         self.finished = True
         if self._first_garbage is not None:
-            reason = f"Codex printed output that is not JSON: {self._first_garbage!r}"
-        elif self._last_error:
-            reason = self._last_error
-        else:
-            reason = _exit_reason(returncode, stderr_tail)
-        return [failure(reason)]
+            return [failure("Codex printed output that is not JSON; the proxy's log has it.",
+                            f"The first such line: {self._first_garbage!r}\n"
+                            + error_output(stderr_tail))]
+        if self._last_error:
+            return [failure(self._last_error, error_output(stderr_tail))]
+        return [_exit_failure(returncode, stderr_tail)]
 
 
-def _exit_reason(returncode: int | None, stderr_tail: str) -> str:
-    detail = stderr_tail.strip()
+def _exit_failure(returncode: int | None, stderr_tail: str) -> CodexEvent:
     if returncode == 0:
         head = "Codex exited without finishing the turn"
     else:
-        head = f"Codex exited with status {returncode}"
-    return f"{head}: {detail}" if detail else f"{head}."
+        head = f"Codex exited with status {returncode} before finishing the turn"
+    return failure(head + see_the_log(bool(stderr_tail.strip())), error_output(stderr_tail))
 
 
 def _describe(item: dict[str, Any]) -> str:
@@ -142,7 +144,7 @@ class PlainOutputReader:
 
     def finish(self, returncode: int | None, stderr_tail: str) -> list[CodexEvent]:
         if returncode != 0:
-            return [failure(_exit_reason(returncode, stderr_tail))]
+            return [_exit_failure(returncode, stderr_tail)]
         answer = "\n".join(line for line in self._lines if not _OPERATIONAL_LINE.match(line))
         return [MessageDone("plain", answer.strip("\n")), TurnCompleted(None)]
 

@@ -13,8 +13,13 @@ Who owns what, and why:
   not in the response body generator. Trio forbids `yield` inside a cancel scope opened in a
   generator, and a body generator only runs while the client reads; a runner of its own keeps
   reading the child and enforcing the deadline even when the client has stalled.
-* The outputs channel is unbounded for the same reason: the runner never waits for the client.
-  An answer is at most what one Codex turn prints, so the buffer is bounded in practice.
+* The outputs channel holds nothing (capacity 0), and a long piece of text goes into it in
+  pieces of at most `MAX_OUTPUT_CHARS`: the runner hands each piece to the reader and waits
+  for it to be taken before it reads the child's next line. A client that stops reading
+  therefore stops the runner, which stops reading the child's stdout; the pipe fills and Codex
+  blocks writing. What a request holds is bounded (one line of the child's output, one piece
+  in hand), not the whole answer. Meanwhile the deadline still runs, and the web layer drops a
+  client that takes nothing for `PROXY_WRITE_TIMEOUT_S` (see `lifetime.py`).
 * The run's deadline is a cancel scope around the engine's driver, counted from the child's
   start (time spent queued is bounded separately by the queue timeout). Its expiry ends the
   answer with a `timeout` error; the child is then stopped like any other (see `child.py`).
@@ -30,9 +35,8 @@ import errno
 import itertools
 import logging
 import shutil
-import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -40,17 +44,38 @@ from typing import Literal
 import trio
 
 from . import errors
-from .answer import AnswerAssembler, Failed, Finished, Output, codex_failure_error
+from .answer import (
+    AnswerAssembler,
+    Content,
+    Failed,
+    Finished,
+    Output,
+    Reasoning,
+    codex_failure_error,
+)
 from .chat_request import ChatRequest
-from .child import Child, LineTooLong, owning, spawn_child
-from .codex_events import CodexEvent, Notice, Usage, failure
+from .child import MAX_LINE_BYTES, Child, LineTooLong, owning, spawn_child
+from .codex_events import CodexEvent, Notice, TurnFailed, Usage, failure
 from .codex_setup import CodexLocator
 from .engines import EngineRun, Workspace, prepare_run
 from .log_text import log_safe
+from .scratch import ScratchRoot
 from .settings import EngineName, Settings
 from .spares import SparePool
 
 log = logging.getLogger(__name__)
+
+#: The longest piece of text the runner hands over at once: a long message is relayed in
+#: pieces of this many characters (at most 64 KiB in memory, 4 bytes a character).
+MAX_OUTPUT_CHARS = 16384
+#: The most memory one running slot holds, in bytes: the longest line Codex may print
+#: (`child.MAX_LINE_BYTES`), about three times over while it is parsed (bytes, text, parsed
+#: JSON), and the message it carries, kept until the run ends (deltas are reconciled with the
+#: whole message). A run waiting on a client that does not read holds no more than this.
+RUN_MEMORY_BUDGET = 4 * MAX_LINE_BYTES
+#: The most a request holds once its run has ended (its slot free again) while its client
+#: takes its time: the one piece of text in the reader's hands.
+CONNECTION_MEMORY_BUDGET = 4 * MAX_OUTPUT_CHARS
 
 StopReason = Literal["disconnect", "shutdown"]
 Outcome = Literal["ok", "failed", "timeout", "disconnect", "shutdown"]
@@ -160,15 +185,21 @@ class AnswerSink:
             if isinstance(event, Notice):
                 self._notices.log(self._run.number, event)
                 continue
+            if isinstance(event, TurnFailed):
+                # The client is shown only what is safe to show; the log gets all of it.
+                log.warning("run %d: Codex failed: %s", self._run.number,
+                            log_safe(event.detail or event.message))
             for output in self._assembler.feed(event):
                 if isinstance(output, Finished):
                     self.end(output, "ok")
                 elif isinstance(output, Failed):
                     self.end(output, "failed")
                 else:
-                    # A reader that has gone (its request ended) no longer needs the answer.
-                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                        await self._send.send(output)
+                    for piece in split_output(output):
+                        # A reader that has gone (its request ended) no longer needs the answer.
+                        with contextlib.suppress(trio.BrokenResourceError,
+                                                 trio.ClosedResourceError):
+                            await self._send.send(piece)
 
     def end(self, ending: Finished | Failed, outcome: Outcome) -> None:
         """End the answer: record how, and end the outputs channel so that the reader, having
@@ -185,10 +216,11 @@ class AnswerSink:
 
 
 class RunManager:
-    def __init__(self, settings: Settings, locator: CodexLocator,
+    def __init__(self, settings: Settings, locator: CodexLocator, scratch: ScratchRoot,
                  spares: SparePool | None = None) -> None:
         self.settings = settings
         self.locator = locator
+        self.scratch = scratch
         self.spares = spares
         self._slots = trio.CapacityLimiter(settings.max_concurrent)
         self._queued: set[trio.CancelScope] = set()
@@ -242,7 +274,8 @@ class RunManager:
         slot = object()
         await self._wait_for_slot(slot)
         try:
-            send, receive = trio.open_memory_channel[Output](float("inf"))
+            # Capacity 0: each output waits for the reader (see the module docstring).
+            send, receive = trio.open_memory_channel[Output](0)
             run = Run(next(_run_numbers), request, receive)
             # Active from the moment it holds a slot until after the reap and the cleanup, so
             # that `close()` reaches it at any point and `wait_idle()` means "nothing left".
@@ -290,11 +323,11 @@ class RunManager:
         settings = self.settings
         setup = await self.locator.get()
         if not setup.install.found:
-            raise errors.codex_unavailable(setup.install.problem or "Codex is not available.")
+            raise errors.codex_unavailable()  # the locator has logged why
         try:
-            scratch_dir = Path(tempfile.mkdtemp(prefix="codex-openai-proxy-"))
+            scratch_dir = Path(self.scratch.new_run_folder())
         except OSError as error:
-            raise _storage_error(error, tempfile.gettempdir()) from None
+            raise _storage_error(error, self.scratch.path) from None
         try:
             try:
                 workspace = Workspace.inside(scratch_dir)
@@ -339,7 +372,8 @@ class RunManager:
             # collection, which then stalled every stream at once (~100 ms at 64 streams; see
             # docs/benchmarks.md).
             async with (owning(spare, settings.kill_grace_s) if launch is None
-                        else spawn_child(launch, kill_grace_s=settings.kill_grace_s)) as child, \
+                        else spawn_child(launch, kill_grace_s=settings.kill_grace_s,
+                                         sentinel=self.locator.sentinel)) as child, \
                     send:
                 run.pid = child.pid
                 # The deadline counts from the child's start; a shutdown cancels this too, and
@@ -380,14 +414,12 @@ class RunManager:
                             run.number, error.strerror)
                 raise errors.arguments_too_long() from None
             self.locator.forget()
-            raise errors.codex_unavailable(
-                f"Could not start the Codex CLI {self.locator.install_path()!r}: "
-                f"{error.strerror or error}. Install it with `npm i -g @openai/codex` or set "
-                "CODEX_BIN to its path."
-            ) from None
+            log.warning("run %d: could not start the Codex CLI %r: %s", run.number,
+                        self.locator.install_path(), error.strerror or error)
+            raise errors.codex_unavailable() from None
         finally:
             if child is not None:
-                run.returncode = child.process.returncode  # reaped by now
+                run.returncode = child.returncode  # reaped by now
 
     def _assembler(self, request: ChatRequest) -> AnswerAssembler:
         return AnswerAssembler(
@@ -413,3 +445,13 @@ def _storage_error(error: OSError, directory: str) -> errors.ApiError:
     system's reason."""
     log.warning("cannot write a run's files in %s: %s", directory, error)
     return errors.storage_unavailable(error.strerror or type(error).__name__)
+
+
+def split_output(output: Output) -> Iterator[Output]:
+    """`output`, a long text cut into pieces of at most MAX_OUTPUT_CHARS characters, each cut
+    as it is needed (not all at once: that would be a second copy of the text)."""
+    if isinstance(output, Content | Reasoning) and len(output.text) > MAX_OUTPUT_CHARS:
+        for start in range(0, len(output.text), MAX_OUTPUT_CHARS):
+            yield type(output)(output.text[start:start + MAX_OUTPUT_CHARS])
+    else:
+        yield output

@@ -1,10 +1,18 @@
-"""Serving the app with hypercorn's trio worker, and stopping it cleanly.
+"""Serving the app with hypercorn's trio worker, and stopping it cleanly and in bounded time.
 
 Hypercorn's `serve` is run directly (not its CLI) so that the proxy owns shutdown: SIGTERM or
 SIGINT stops the listener and, at the same moment, stops every queued and running Codex run,
-whose streams then end with a `shutting_down` error. Hypercorn gives open connections
-`graceful_timeout` to finish, which is more than the kill grace a child needs to be stopped, so
-by the time `serve_proxy` returns every child has been reaped.
+whose streams then end with a `shutting_down` error. Every child is stopped within the kill
+grace (then SIGKILL). Clients get `SHUTDOWN_SLACK_S` more to take the end of their streams;
+whoever is still connected then (a client that reads nothing blocks hypercorn's shielded
+writes, which no cancellation reaches) is disconnected (`connections.py`). So the proxy exits
+`shutdown_bound_s` after the signal at the latest, whatever its clients do, and by the time
+`serve_proxy` returns every child has been reaped.
+
+The signal receiver stays open until then: trio restores the default handlers when it closes,
+and the default action of SIGTERM, SIGINT and SIGHUP is to end the process on the spot, its
+children unreaped. A second signal during the shutdown (an impatient Ctrl-C, `systemctl
+reload`) is logged and the shutdown carries on.
 """
 
 from __future__ import annotations
@@ -25,14 +33,27 @@ from hypercorn.config import Config as HypercornConfig
 
 from .app import create_app
 from .catalog import ModelCatalog
+from .child import Sentinel
 from .codex_setup import CodexLocator
-from .engines import spare_launcher
+from .connections import Address, drop_all_clients
+from .engines import choose_engine, spare_launcher
 from .engines.app_server import seed_home
 from .runs import RunManager
+from .scratch import ScratchRoot, sweep_stale
 from .settings import Settings
 from .spares import SparePool
 
 log = logging.getLogger(__name__)
+
+#: Beyond the kill grace, how long a shutdown waits for clients to take the end of their
+#: streams before it disconnects them.
+SHUTDOWN_SLACK_S = 3.0
+
+
+def shutdown_bound_s(settings: Settings) -> float:
+    """How long after SIGTERM the proxy has exited, whatever its clients do (within the moment
+    SIGKILL and the last clean-up take)."""
+    return settings.kill_grace_s + SHUTDOWN_SLACK_S
 
 
 @dataclass
@@ -47,6 +68,10 @@ class RunningServer:
     @property
     def url(self) -> str:
         return self.urls[0]
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def shut_down(self) -> None:
         """Begin the same shutdown SIGTERM begins."""
@@ -67,9 +92,13 @@ async def set_up_children(locator: CodexLocator, manager: RunManager, runtime_di
     setup = await locator.get()
     old_seed = locator.seed_home
     locator.seed_home = None
-    if setup.install.found and setup.install.capabilities.app_server:
+    # Like the spares, only where app-server is the engine most runs take (with CODEX_ENGINE
+    # set to exec, only requests with tools run on it, from empty homes).
+    if setup.install.found and choose_engine(settings, setup.install.capabilities) == (
+            "app-server"):
         locator.seed_home = await seed_home(setup, settings,
-                                            runtime_dir / f"seed-{setup.generation}")
+                                            runtime_dir / f"seed-{setup.generation}",
+                                            locator.sentinel)
     if old_seed is not None and old_seed != locator.seed_home:
         shutil.rmtree(old_seed.parent, ignore_errors=True)
     if manager.spares is not None and not manager.closing:
@@ -81,7 +110,9 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config = HypercornConfig()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     config.bind = [f"{host}:{settings.port}"]
-    config.graceful_timeout = settings.kill_grace_s + 5
+    # Hypercorn cancels what is left of its connections then; the proxy disconnects the
+    # clients those connections wait for at the same moment (see `_disconnect_clients_after`).
+    config.graceful_timeout = shutdown_bound_s(settings)
     config.accesslog = settings.access_log or None
     # A Logger, not "-": hypercorn would add a handler of its own and every line would be
     # printed twice, once by it and once by the root handler the CLI set up.
@@ -90,16 +121,33 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     return config
 
 
-async def _handle_signals(server: RunningServer) -> None:
+async def _handle_signals(server: RunningServer, nursery: trio.Nursery,
+                          bound_s: float) -> None:
+    """Until cancelled, once the server is done: see the module docstring."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async for signum in signals:
-            if signum == signal.SIGHUP:
+            name = signal.Signals(signum).name
+            if server.stopping:
+                log.info("received %s while shutting down: the shutdown carries on", name)
+            elif signum == signal.SIGHUP:
                 log.info("received SIGHUP, reading Codex's model catalog again")
-                await server.reload_catalog()
-                continue
-            log.info("received %s, shutting down", signal.Signals(signum).name)
-            server.shut_down()
-            return
+                # In a task of its own, so that a SIGTERM meanwhile is acted on at once.
+                nursery.start_soon(server.reload_catalog)
+            else:
+                log.info("received %s, shutting down (within %g s)", name, bound_s)
+                server.shut_down()
+
+
+def _address(url: str) -> Address:
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    return host.strip("[]"), int(port)
+
+
+async def _disconnect_clients_after(seconds: float, urls: list[str]) -> None:
+    await trio.sleep(seconds)
+    if count := drop_all_clients([_address(url) for url in urls]):
+        log.warning("%d client connection(s) still open %g s into the shutdown: disconnected",
+                    count, seconds)
 
 
 async def default_model(settings: Settings, env: Mapping[str, str]) -> str:
@@ -118,31 +166,43 @@ async def serve_proxy(
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     env = dict(os.environ if env is None else env)
-    # The proxy's own files (the catalog it writes for Codex), gone when it stops.
-    with tempfile.TemporaryDirectory(prefix="codex-openai-proxy-") as runtime_dir:
-        await _serve(settings, env, Path(runtime_dir), handle_signals, task_status)
+    sweep_stale()
+    # The proxy's own files (the catalog it writes for Codex, the children's homes, the runs'
+    # folders), gone when it stops, and swept by the sentinel or the next start if it dies.
+    scratch = ScratchRoot.create()
+    try:
+        async with Sentinel.running() as sentinel:
+            sentinel.remove_on_death(scratch.path)
+            await _serve(settings, env, scratch, sentinel, handle_signals, task_status)
+    finally:
+        scratch.remove()
 
 
-async def _serve(settings: Settings, env: dict[str, str], runtime_dir: Path,
-                 handle_signals: bool, task_status: trio.TaskStatus[RunningServer]) -> None:
-    locator = CodexLocator(settings, env, runtime_dir)
+async def _serve(settings: Settings, env: dict[str, str], scratch: ScratchRoot,
+                 sentinel: Sentinel, handle_signals: bool,
+                 task_status: trio.TaskStatus[RunningServer]) -> None:
+    runtime_dir = Path(scratch.path)
+    locator = CodexLocator(settings, env, runtime_dir, sentinel)
     catalog = ModelCatalog(settings.codex_model, settings.effort_models)
     await locator.refresh(catalog)
     spares = None
     if settings.warm_children:
         spares = SparePool(settings.warm_children, runtime_dir, kill_grace_s=settings.kill_grace_s,
-                           warm_up_timeout_s=settings.reply_timeout_s)
-    manager = RunManager(settings, locator, spares)
+                           warm_up_timeout_s=settings.reply_timeout_s, sentinel=sentinel)
+    manager = RunManager(settings, locator, scratch, spares)
     app = create_app(settings, manager, locator, catalog)
     server = RunningServer([], manager, catalog, locator, runtime_dir)
+
+    bound_s = shutdown_bound_s(settings)
 
     async def shutdown_trigger() -> None:
         await server._stop.wait()
         manager.close()
+        nursery.start_soon(_disconnect_clients_after, bound_s, server.urls)
 
     async with trio.open_nursery() as nursery:
         if handle_signals:
-            nursery.start_soon(_handle_signals, server)
+            nursery.start_soon(_handle_signals, server, nursery, bound_s)
         if spares is not None:
             await nursery.start(spares.run)
         # In the background: requests are served meanwhile (their children start from empty
@@ -153,6 +213,8 @@ async def _serve(settings: Settings, env: dict[str, str], runtime_dir: Path,
             await hypercorn.trio.serve(app, hypercorn_config(settings),
                                        shutdown_trigger=shutdown_trigger,
                                        task_status=task_status)
+            # Every request has ended, and each ends only once its child is reaped.
+            await manager.wait_idle()
             nursery.cancel_scope.cancel()
 
         server.urls = await nursery.start(partial(serve))

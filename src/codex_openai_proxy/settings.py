@@ -197,6 +197,9 @@ OPTIONS: tuple[Option, ...] = (
            "reasoning summaries asked of the model (app-server), sent as reasoning_content"),
     Option("keepalive_s", "PROXY_KEEPALIVE_S", "15", _positive_seconds,
            "a ': keep-alive' SSE comment after this much silence"),
+    Option("write_timeout_s", "PROXY_WRITE_TIMEOUT_S", "60", _positive_seconds,
+           "a client that takes none of the response for this long is disconnected and its "
+           "Codex run stopped"),
     Option("effort_models", "PROXY_EFFORT_MODELS", "0", _flag,
            "also list model:effort ids such as gpt-5.5:high in /v1/models, each selecting a "
            "model and an effort in one field", boolean=True),
@@ -234,6 +237,7 @@ class Settings:
     codex_config: tuple[str, ...] = ()
     reasoning_summary: str = "auto"
     keepalive_s: float = 15.0
+    write_timeout_s: float = 60.0
     effort_models: bool = False
     metrics_public: bool = False
     log_level: str = "INFO"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import trio
 
-from .child import Child, start_child
+from .child import Child, Sentinel, start_child
 from .engines import SpareLauncher
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,9 @@ class Spare:
 
 class SparePool:
     def __init__(self, size: int, directory: Path, *, kill_grace_s: float,
-                 warm_up_timeout_s: float) -> None:
+                 warm_up_timeout_s: float, sentinel: Sentinel | None = None) -> None:
         self.size = size
+        self._sentinel = sentinel
         self._directory = directory
         self._kill_grace_s = kill_grace_s
         self._warm_up_timeout_s = warm_up_timeout_s
@@ -137,7 +138,7 @@ class SparePool:
         try:
             await trio.sleep(wait_s)
             directory = self._directory / f"spare-{next(self._numbers)}"
-            child = await start_child(launcher.launch(directory))
+            child = await start_child(launcher.launch(directory), self._sentinel)
             spare = Spare(child, launcher.key)
             with spare.hold:
                 async with trio.open_nursery() as nursery:

@@ -47,7 +47,7 @@ from ..app_server_protocol import (
     initialize_request,
 )
 from ..chat_request import ChatRequest
-from ..child import Child, ChildLaunch, spawn_child
+from ..child import Child, ChildLaunch, Sentinel, spawn_child
 from ..codex_cli import config_args, login_overrides, toml_string
 from ..codex_setup import CodexSetup, make_child_home
 from ..native_history import codex_tool_names, conversation_id, native_conversation
@@ -183,7 +183,8 @@ class WarmUpFailed(Exception):
     pass
 
 
-async def seed_home(setup: CodexSetup, settings: Settings, directory: Path) -> Path | None:
+async def seed_home(setup: CodexSetup, settings: Settings, directory: Path,
+                    sentinel: Sentinel | None = None) -> Path | None:
     """Start one child in a home of its own, `initialize` it and let it exit: its databases,
     created and migrated, are the seed every child's home starts from. None (children then
     start from empty homes) if that fails; the log says why."""
@@ -193,7 +194,8 @@ async def seed_home(setup: CodexSetup, settings: Settings, directory: Path) -> P
     launch = dataclasses.replace(child_launch(setup, settings, directory), owned_dir=None)
     try:
         with trio.fail_after(settings.reply_timeout_s):
-            async with spawn_child(launch, kill_grace_s=settings.kill_grace_s) as child:
+            async with spawn_child(launch, kill_grace_s=settings.kill_grace_s,
+                                   sentinel=sentinel) as child:
                 await warm_up(child)
                 await child.close_stdin()  # the app-server exits, its databases closed
                 await child.wait_exit()
@@ -296,6 +298,7 @@ class AppServerRun:
                     if line is None:
                         break
                     outgoing, events = session.feed(line)
+                    del line  # a long line is not kept while the client takes its time over it
                     await write(outgoing)
                     await sink.deliver(events)
                 if session.reading_rollout:

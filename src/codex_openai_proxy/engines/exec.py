@@ -105,6 +105,8 @@ class ExecRun:
         await child.close_stdin()
         reader = ExecJsonReader() if self._capabilities.json_events else PlainOutputReader()
         while not sink.answered and (line := await child.read_line()) is not None:
-            await sink.deliver(reader.feed(line))
+            events = reader.feed(line)
+            del line  # a long line is not kept while the client takes its time over it
+            await sink.deliver(events)
         if not sink.answered:
             await sink.deliver(reader.finish(await child.wait_exit(), child.stderr_tail()))
