@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Check a running proxy end to end with curl: /healthz, /v1/models, a streamed completion.
+# Check a running proxy end to end with curl: /healthz, /v1/models, a streamed completion, and
+# show the ChatGPT plan's usage limits (/v1/usage).
 #
 #   bash scripts/smoke.sh [BASE_URL]     default http://127.0.0.1:$PORT/v1 (PORT=11435)
 #
@@ -78,3 +79,28 @@ grep -q '"finish_reason":"stop"' "$body_file" || fail "the stream has no finish_
 [ "$(grep '^data: ' "$body_file" | tail -n 1)" = 'data: [DONE]' ] \
   || fail "the stream did not end with data: [DONE]"
 pass "POST /v1/chat/completions streamed an answer: role, content, stop, [DONE]"
+
+# The plan's limits, as Codex reported them with the answer (a ChatGPT login; an API key has
+# none). Shown, not judged: a limit nearly used up is no failure of the proxy.
+status=$(request /usage -H "Authorization: Bearer $api_key")
+[ "$status" = 200 ] || fail "GET /v1/usage answered $status: $(head -c 300 "$body_file")"
+limits=$(python3 - "$body_file" <<'PY' 2>/dev/null || true
+import json, sys, time
+usage = json.load(open(sys.argv[1]))
+windows = []
+for limit in usage["limits"]:
+    for name in ("primary", "secondary"):
+        window = limit.get(name)
+        if window and window.get("used_percent") is not None:
+            minutes = window.get("window_minutes") or 0
+            label = {300: "5-hour", 10080: "weekly"}.get(minutes, f"{minutes}-minute")
+            reset = window.get("resets_in_seconds")
+            after = f", resets in {reset // 3600} h {reset % 3600 // 60} min" if reset else ""
+            named = f" ({limit['limit_name']})" if limit.get("limit_name") else ""
+            windows.append(f"{label}{named} {window['used_percent']}% used{after}")
+if windows:
+    plan = f"plan {usage['plan_type']}: " if usage.get("plan_type") else ""
+    print(plan + "; ".join(windows))
+PY
+)
+pass "GET /v1/usage: ${limits:-no limits reported (Codex reports them on a ChatGPT login)}"

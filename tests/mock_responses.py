@@ -20,6 +20,13 @@ mixes behaviours). Scenarios:
   hang        `response.created`, then nothing, ever
   tool_call   `function_call` items from `tool_calls` (name, arguments), `delta_delay_s` apart
   text_tool_call  "Let me check." then the `function_call` items, in one response
+  usage_limit an HTTP 429 as the ChatGPT backend answers when the plan's usage limit is reached
+              (`error.type` `usage_limit_reached`, `plan_type`, `resets_at`), primary window
+              at 100 % in the headers
+  rate_limit  an HTTP 429 `rate_limit_exceeded` with `retry-after`, as a rate limit answers
+
+The plan's usage limits go out on every response (200 or 429) as the `x-codex-*` headers
+Codex reads (codex-rs/codex-api `rate_limits.rs`), from `MockResponses.limits`.
 
 A call is answered the way the real backend's model would answer for the tool mode in force:
 a `function_call` for a tool offered as a function (in `tools`, or in an `additional_tools`
@@ -30,6 +37,7 @@ a tool not offered at all, a failed response saying so.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -48,6 +56,54 @@ REASONING_DELTAS = ("Thinking", " it over.")
 USAGE = {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 2}, "output_tokens": 5,
          "output_tokens_details": {"reasoning_tokens": 1}, "total_tokens": 15}
 _MARKER = re.compile(r"mock-scenario:(\w+)")
+
+
+@dataclass
+class PlanLimits:
+    """The ChatGPT plan's usage windows the mock reports, resets counted from each response."""
+
+    primary_used_percent: float = 42.5
+    primary_window_minutes: int = 300
+    primary_resets_in_s: int = 8217
+    secondary_used_percent: float = 13
+    secondary_window_minutes: int = 10080
+    secondary_resets_in_s: int = 277_197
+    credits_balance: str = "12.34"
+    plan_type: str = "plus"
+
+    def headers(self, now: float) -> dict[str, str]:
+        return {
+            "x-codex-primary-used-percent": str(self.primary_used_percent),
+            "x-codex-primary-window-minutes": str(self.primary_window_minutes),
+            "x-codex-primary-reset-at": str(round(now) + self.primary_resets_in_s),
+            "x-codex-secondary-used-percent": str(self.secondary_used_percent),
+            "x-codex-secondary-window-minutes": str(self.secondary_window_minutes),
+            "x-codex-secondary-reset-at": str(round(now) + self.secondary_resets_in_s),
+            "x-codex-credits-has-credits": "true",
+            "x-codex-credits-unlimited": "false",
+            "x-codex-credits-balance": self.credits_balance,
+            "x-codex-active-limit": "codex",
+        }
+
+    def usage_body(self, now: float) -> dict[str, Any]:
+        """What the ChatGPT backend's `GET /backend-api/wham/usage` answers (Codex's
+        `account/rateLimits/read` asks it; codex-rs/backend-client `RateLimitStatusPayload`)."""
+        def window(used: float, minutes: int, resets_in: int) -> dict[str, Any]:
+            return {"used_percent": used, "limit_window_seconds": minutes * 60,
+                    "reset_after_seconds": resets_in, "reset_at": round(now) + resets_in}
+
+        return {"plan_type": self.plan_type,
+                "rate_limit": {
+                    "allowed": self.primary_used_percent < 100,
+                    "limit_reached": self.primary_used_percent >= 100,
+                    "primary_window": window(self.primary_used_percent,
+                                             self.primary_window_minutes,
+                                             self.primary_resets_in_s),
+                    "secondary_window": window(self.secondary_used_percent,
+                                               self.secondary_window_minutes,
+                                               self.secondary_resets_in_s)},
+                "credits": {"has_credits": True, "unlimited": False,
+                            "balance": self.credits_balance}}
 
 
 @dataclass
@@ -92,6 +148,9 @@ class MockResponses:
     first_output_delay_s: float = 0.0
     answer: tuple[str, ...] = ANSWER_DELTAS
     tool_calls: list[tuple[str, Any]] = field(default_factory=list)  # (name, arguments)
+    #: Sent as `x-codex-*` headers on every response; None sends none.
+    limits: PlanLimits | None = None
+    usage_reads: int = 0
     requests: list[RecordedRequest] = field(default_factory=list)
     url: str = ""  # http://127.0.0.1:PORT/v1 once serving
     _arrived: trio.Event = field(default_factory=trio.Event)
@@ -114,13 +173,35 @@ class MockResponses:
             self._arrived = trio.Event()
             found = _MARKER.findall(recorded.input_text())
             scenario = found[-1] if found else self.scenario
+            now = time.time()
+            headers = self.limits.headers(now) if self.limits else {}
             if scenario == "http500":
                 return {"error": {"message": "the mock upstream failed", "type": "server_error",
                                   "param": None, "code": None}}, 500
+            if scenario == "usage_limit":
+                # What the ChatGPT backend answers (codex-rs/codex-api `api_bridge.rs` reads
+                # `error.type`, `plan_type`, `resets_at`).
+                limits = self.limits or PlanLimits()
+                return {"error": {
+                    "type": "usage_limit_reached", "message": "The usage limit has been reached",
+                    "plan_type": limits.plan_type,
+                    "resets_at": round(now) + limits.primary_resets_in_s,
+                    "resets_in_seconds": limits.primary_resets_in_s}}, 429, headers
+            if scenario == "rate_limit":
+                return {"error": {
+                    "type": "requests", "code": "rate_limit_exceeded", "param": None,
+                    "message": "Rate limit reached for requests. Please try again in 2s."}}, \
+                    429, {**headers, "retry-after": "2"}
             response = Response(self._events(scenario, recorded), 200,
                                 content_type="text/event-stream")
+            response.headers.update(headers)
             response.timeout = None
             return response
+
+        @app.get("/backend-api/wham/usage")
+        async def usage() -> Any:
+            self.usage_reads += 1
+            return (self.limits or PlanLimits()).usage_body(time.time())
 
         return app
 
@@ -223,6 +304,31 @@ async def serve_mock(mock: MockResponses, *, task_status: trio.TaskStatus[str]) 
         urls = await nursery.start(serve)
         mock.url = urls[0].replace("0.0.0.0", "127.0.0.1") + "/v1"
         task_status.started(mock.url)
+
+
+def fake_chatgpt_login(home: Path, base_url: str, plan: str = "plus") -> None:
+    """A ChatGPT login in `home` (unsigned tokens that expire in 2100, which Codex does not
+    check offline), with the ChatGPT backend at the mock: Codex then reads the plan's limits
+    from the mock's `/backend-api/wham/usage`."""
+    def jwt(claims: dict[str, Any]) -> str:
+        def part(value: dict[str, Any]) -> str:
+            return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+        return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.sig"
+
+    auth = {"chatgpt_plan_type": plan, "chatgpt_account_id": "acct_mock",
+            "chatgpt_user_id": "user_mock", "user_id": "user_mock"}
+    claims = {"exp": 4_102_444_800, "iat": 1_700_000_000, "https://api.openai.com/auth": auth}
+    (home / "auth.json").write_text(json.dumps({
+        "auth_mode": "chatgpt", "OPENAI_API_KEY": None,
+        "tokens": {"id_token": jwt({**claims, "email": "mock@example.com"}),
+                   "access_token": jwt(claims), "refresh_token": "rt_mock",
+                   "account_id": "acct_mock"},
+        "last_refresh": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+    config = (home / "config.toml").read_text()
+    root = base_url.removesuffix("/v1")
+    (home / "config.toml").write_text(
+        f'chatgpt_base_url = "{root}/backend-api/"\ncli_auth_credentials_store = "file"\n'
+        + config)
 
 
 def codex_home(directory: Path, base_url: str) -> Path:

@@ -27,6 +27,7 @@ from codex_openai_proxy.codex_events import (
     MessageDelta,
     MessageDone,
     Notice,
+    PlanLimitsUpdated,
     ReasoningDelta,
     ReasoningDone,
     ResponseCompleted,
@@ -334,13 +335,31 @@ def test_warnings_become_warning_notices_with_their_text(method: str,
     ("thread/started", {"thread": {"id": THREAD_ID}}),
     ("thread/settings/updated", {"threadId": THREAD_ID, "settings": {}}),
     ("thread/status/changed", {"threadId": THREAD_ID, "status": {"type": "active"}}),
-    ("account/rateLimits/updated", {"rateLimits": {"primary": None}}),
     ("item/started", {**ids(), "item": {"type": "agentMessage", "id": "msg_1", "text": ""}}),
 ])
 def test_other_notifications_only_become_notices(method: str, params: dict[str, Any]) -> None:
     session = running()
     assert session.feed(notification(method, params)) == ([], [Notice(method, "")])
     assert not session.finished
+
+
+def test_the_plan_s_limits_are_passed_on_as_codex_reported_them() -> None:
+    session = running()
+    limits = {"limitId": "codex", "primary": {"usedPercent": 43, "windowDurationMins": 300,
+                                              "resetsAt": 1795630186}}
+    assert session.feed(notification("account/rateLimits/updated", {"rateLimits": limits})
+                        ) == ([], [PlanLimitsUpdated(limits)])
+    assert not session.finished
+
+
+def test_a_turn_a_usage_limit_stopped_fails_as_a_usage_limit() -> None:
+    session = running()
+    message = "You\u2019ve hit your usage limit. Try again at 6:21 PM."
+    error = {"message": message, "codexErrorInfo": "usageLimitExceeded"}
+    session.feed(notification("error", {"error": error, "willRetry": False}))
+    _, events = session.feed(notification("turn/completed", {"turn": {
+        "id": TURN_ID, "status": "failed", "error": error}}))
+    assert events == [TurnFailed(message, "usage_limit")]
 
 
 def test_usage_comes_from_the_total() -> None:
@@ -866,7 +885,7 @@ def test_a_realistic_transcript() -> None:
         Notice("remoteControl/status/changed", ""),
         Notice("thread/settings/updated", ""),
         Notice("thread/status/changed", ""),
-        Notice("account/rateLimits/updated", ""),
+        PlanLimitsUpdated({}),
         Notice("item/started", ""),
         ReasoningDelta("rs_1#0", "Thinking"),
         ReasoningDelta("rs_1#0", " it over."),

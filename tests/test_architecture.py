@@ -21,16 +21,16 @@ LAYERS = [
     "cli", "server", "app", "lifetime", "connections", "metrics", "runs", "spares",
     "engines", "engines.exec", "engines.app_server", "engines.base",
     "codex_setup", "codex_probe", "child", "sentinel", "scratch",
-    "openai_format", "responses_format", "answer", "app_server_protocol", "exec_protocol",
-    "rollout", "native_history", "prompt", "catalog", "responses_request", "chat_request",
-    "image_header", "codex_cli", "codex_events", "settings", "log_text", "errors",
+    "openai_format", "responses_format", "answer", "plan_limits", "app_server_protocol",
+    "exec_protocol", "rollout", "native_history", "prompt", "catalog", "responses_request",
+    "chat_request", "image_header", "codex_cli", "codex_events", "settings", "log_text", "errors",
 ]
 
 #: The sans-I/O core: validation, prompt, protocol sessions, answer policy, wire formats.
 PURE = ["errors", "log_text", "settings", "codex_events", "codex_cli", "chat_request",
         "image_header", "catalog", "prompt", "native_history", "rollout", "exec_protocol",
         "app_server_protocol", "answer", "responses_request", "responses_format",
-        "openai_format"]
+        "openai_format", "plan_limits"]
 IO_LIBRARIES = ["trio", "quart", "quart_trio", "hypercorn", "werkzeug", "httpx",
                 "prometheus_client"]
 

@@ -8,6 +8,7 @@ import shutil
 import socket
 from pathlib import Path
 
+import pytest
 import trio
 
 from conftest import API_KEY, REPO
@@ -35,6 +36,7 @@ async def test_smoke_passes_against_a_working_proxy(start_proxy, tmp_path):
         "smoke: ok    GET /healthz",
         "smoke: ok    GET /v1/models lists gpt-6.1-sol",  # the proxy's default model
         "smoke: ok    POST /v1/chat/completions streamed an answer: role, content, stop, [DONE]",
+        "smoke: ok    GET /v1/usage: no limits reported (Codex reports them on a ChatGPT login)",
     ]
 
 
@@ -95,3 +97,17 @@ async def test_smoke_names_a_proxy_that_cannot_find_codex(start_proxy, tmp_path)
     assert status == 1
     assert "smoke: FAIL: the proxy runs but cannot find Codex" in said
 
+
+
+@pytest.mark.real_codex
+async def test_smoke_shows_the_plan_s_limits_codex_reported(start_real_proxy, mock_upstream,
+                                                           tmp_path):
+    from mock_responses import PlanLimits
+
+    mock_upstream.limits = PlanLimits(primary_used_percent=42.5, primary_resets_in_s=8217)
+    proxy = await start_real_proxy(engine="app-server")
+    status, said = await smoke(tmp_path, f"{proxy.url}/v1")
+    assert status == 0, said
+    assert said.splitlines()[-1] == (
+        "smoke: ok    GET /v1/usage: 5-hour 43% used, resets in 2 h 16 min; "
+        "weekly 13% used, resets in 76 h 59 min")

@@ -9,6 +9,7 @@ import os
 import signal
 
 import pytest
+import trio
 
 from conftest import chat_body, is_ready, open_stream, process_state, wait_dead
 
@@ -36,9 +37,14 @@ async def warm_proxy(start_proxy, scenario: str = "normal", **settings):
 
 async def test_spares_wait_initialized_for_a_request(start_proxy, fake_codex):
     await warm_proxy(start_proxy)
+    # A spare is ready once the proxy has sent `initialized`; the fake Codex, another
+    # process, records it as it reads it: its records are polled until they say so.
+    with trio.fail_after(10):
+        while not all(methods(run) == ["initialize", "initialized"]
+                      for run in spare_runs(fake_codex)):
+            await trio.sleep(0.01)
     runs = spare_runs(fake_codex)
     assert len(runs) == 2
-    assert all(methods(run) == ["initialize", "initialized"] for run in runs)
     assert all(process_state(run["pid"]) for run in runs)
 
 

@@ -60,7 +60,11 @@ Output = Content | Reasoning | ToolCallOut | Finished | Failed
 
 
 def codex_failure_error(event: TurnFailed) -> ApiError:
-    """A failed turn is Codex's (or the upstream's) failure: a 502, never retried."""
+    """A failed turn is Codex's (or the upstream's) failure: a 502, never retried; or a limit
+    reached upstream: a 429, saying which limit and when it resets."""
+    if event.kind in ("usage_limit", "rate_limit"):
+        return errors.limit_reached(event.message, usage_limit=event.kind == "usage_limit",
+                                    resets_in_s=event.resets_in_s)
     return errors.codex_failed(event.message, not_logged_in=event.kind == "auth")
 
 

@@ -89,7 +89,8 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     metrics = ProxyMetrics(children_running=lambda: len(manager.active),
-                           queue_length=lambda: manager.queued)
+                           queue_length=lambda: manager.queued,
+                           plan_limits=manager.plan_limits)
     app.asgi_app = RequestLifetimeMiddleware(  # type: ignore[method-assign]
         app.asgi_app, metrics, settings.write_timeout_s)
     created = int(time.time())
@@ -136,6 +137,13 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
         ):
             raise errors.invalid_api_key()
 
+    @app.after_request
+    async def show_plan_limits(response: Response) -> Response:
+        # The plan's limits as the children last reported them (none until one has): a
+        # client sees how much is left on every answer, before it runs out.
+        response.headers.update(manager.plan_limits.headers(time.time()))
+        return response
+
     # -- endpoints ------------------------------------------------------------------------
 
     @app.get("/healthz")
@@ -166,6 +174,16 @@ def create_app(settings: Settings, manager: RunManager, locator: CodexLocator,
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
         return Response(metrics.render(), status=200, content_type=metrics.content_type)
+
+    @app.get("/v1/usage")
+    async def usage() -> dict[str, Any]:
+        """The ChatGPT plan's usage limits, as Codex last reported them; `?refresh` asks
+        Codex to read them from the backend first (a ChatGPT login only)."""
+        problem = await manager.read_plan_limits() if "refresh" in request.args else None
+        body = manager.plan_limits.as_json(time.time())
+        if problem is not None:
+            body["refresh_error"] = problem
+        return body
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:

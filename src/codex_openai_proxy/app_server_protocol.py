@@ -12,6 +12,8 @@
     <- item/reasoning/summaryTextDelta {itemId, delta, summaryIndex}
     <- item/completed {item: agentMessage{text} | reasoning{summary[]} | ...}
     <- thread/tokenUsage/updated {tokenUsage: {total: {inputTokens, ...}}}
+    <- account/rateLimits/updated {rateLimits}           the plan's usage limits (see
+                                                        `plan_limits.py`), before turn/completed
     <- error {error: {message, codexErrorInfo}, willRetry}   retry notices, or the failure
     <- turn/completed {turn: {status: completed|failed|interrupted, error}}
     <- item/tool/call (a request: has both `id` and `method`) when the model calls a client tool
@@ -51,6 +53,7 @@ from .codex_events import (
     MessageDelta,
     MessageDone,
     Notice,
+    PlanLimitsUpdated,
     ReasoningDelta,
     ReasoningDone,
     ResponseCompleted,
@@ -166,6 +169,35 @@ def initialize_outcome(line: str) -> str | None:
     return str(error.get("message") if isinstance(error, dict) else error)
 
 
+#: The id of `account/rateLimits/read`, on a child that is asked nothing else.
+RATE_LIMITS_READ_ID = 2
+
+
+def rate_limits_read_request() -> dict[str, Any]:
+    """The ChatGPT plan's usage limits, as the backend has them now (a ChatGPT login only)."""
+    return {"id": RATE_LIMITS_READ_ID, "method": "account/rateLimits/read"}
+
+
+def rate_limits_read_outcome(line: str) -> tuple[list[Any], str | None] | None:
+    """Whether `line` answers `rate_limits_read_request`: (the limits' snapshots, None), or
+    ([], Codex's reason) when it could not read them; None for any other line."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("id") != RATE_LIMITS_READ_ID \
+            or "method" in message:
+        return None
+    if (error := message.get("error")) is not None:
+        return [], str(error.get("message") if isinstance(error, dict) else error)
+    result = message.get("result")
+    result = result if isinstance(result, dict) else {}
+    by_id = result.get("rateLimitsByLimitId")
+    if isinstance(by_id, dict) and by_id:
+        return list(by_id.values()), None
+    return [result.get("rateLimits")], None
+
+
 class ProtocolMisuse(RuntimeError):
     """The session was asked to do something its phase does not allow: a bug in the caller."""
 
@@ -180,6 +212,7 @@ class AppServerSession:
     _pending: dict[int, str] = field(default_factory=dict)  # our request id -> method
     _usage: Usage | None = None
     _last_error: str | None = None
+    _last_error_info: Any = None  # its `codexErrorInfo`: says a usage limit, a rate limit
     _first_garbage: str | None = None
     #: Client tool calls Codex asked for, by call id: (name, arguments as Codex parsed them).
     _requested_calls: dict[str, tuple[str, Any]] = field(default_factory=dict)
@@ -367,7 +400,10 @@ class AppServerSession:
             if params.get("willRetry"):
                 return [Notice("retry", message)]
             self._last_error = message or self._last_error
+            self._last_error_info = _get(params, "error", "codexErrorInfo")
             return [Notice("error", message)]
+        if method == "account/rateLimits/updated":
+            return [PlanLimitsUpdated(params.get("rateLimits"))]
         if method in ("warning", "configWarning"):
             return [Notice("warning", str(params.get("message") or params.get("summary") or ""))]
         if method == "turn/completed":
@@ -443,9 +479,11 @@ class AppServerSession:
         if status == "completed":
             return [TurnCompleted(self._usage)]
         message = _get(turn, "error", "message") or self._last_error
+        error_info = _get(turn, "error", "codexErrorInfo") or self._last_error_info
         if status == "interrupted":
             message = message or "The Codex turn was interrupted."
-        return [failure(str(message or f"The Codex turn ended with status {status!r}."))]
+        return [failure(str(message or f"The Codex turn ended with status {status!r}."),
+                        error_info=error_info)]
 
     def _fail(self, message: str, log_only: str = "") -> list[CodexEvent]:
         if self.finished:

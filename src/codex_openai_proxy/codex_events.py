@@ -91,18 +91,32 @@ class TurnCompleted:
     usage: Usage | None
 
 
-FailureKind = Literal["codex", "auth"]
+#: What failed: Codex or the upstream (`codex`), the login (`auth`), the ChatGPT plan's usage
+#: limit or credits (`usage_limit`), the upstream's rate limit (`rate_limit`).
+FailureKind = Literal["codex", "auth", "usage_limit", "rate_limit"]
 
 
 @dataclass(frozen=True)
 class TurnFailed:
     """A failed turn. `message` is for the client: Codex's own words about the failure, made
     safe to show (`safe_for_client`), or the proxy's. `detail` is for the proxy's log only:
-    Codex's words unredacted, and its error output."""
+    Codex's words unredacted, and its error output.
+
+    For a limit, `resets_in_s` is when it resets, once the run has matched the failure with
+    the limits Codex reported (`plan_limits.explain`)."""
 
     message: str
     kind: FailureKind = "codex"
     detail: str = field(default="", compare=False)
+    resets_in_s: int | None = None
+
+
+@dataclass(frozen=True)
+class PlanLimitsUpdated:
+    """Codex's latest view of the ChatGPT plan's usage limits (app-server's
+    `account/rateLimits/updated`), raw: `plan_limits.parse_snapshot` reads it."""
+
+    snapshot: Any
 
 
 @dataclass(frozen=True)
@@ -122,6 +136,7 @@ CodexEvent = (
     | ResponseCompleted
     | TurnCompleted
     | TurnFailed
+    | PlanLimitsUpdated
     | Notice
 )
 
@@ -133,19 +148,54 @@ _AUTH_FAILURE = re.compile(
 
 LOGIN_HINT = "Codex is not logged in or its login has expired: run `codex login` and try again."
 
+#: How Codex words a limit reached upstream, for `codex exec` (whose JSON has no typed error)
+#: and as a fallback: "You've hit your usage limit..." (U+2019 for the apostrophe), "Quota
+#: exceeded...", "To use Codex with your ChatGPT plan, upgrade to Plus...", "rate limit
+#: exceeded: ...", and a 429 its retries did not get past ("exceeded retry limit, last status:
+#: 429 Too Many Requests").
+_USAGE_LIMIT_FAILURE = re.compile(
+    r"^You[\u2019']ve hit your usage limit|^Quota exceeded\b|^To use Codex with your ChatGPT plan|"
+    r"^Your workspace is out of credits|^You hit your spend cap", re.IGNORECASE)
+_RATE_LIMIT_FAILURE = re.compile(
+    r"^rate limit exceeded\b|exceeded retry limit, last status: 429\b", re.IGNORECASE)
 
-def failure(message: str, log_only: str = "") -> TurnFailed:
+
+def limit_kind(message: str, error_info: Any = None) -> FailureKind | None:
+    """Whether a failure is a limit reached upstream: from app-server's typed `codexErrorInfo`
+    when there is one (`usageLimitExceeded`, `rateLimitExceeded`, or a 429 Codex's retries
+    did not get past), else from Codex's words."""
+    if error_info == "usageLimitExceeded":
+        return "usage_limit"
+    if error_info == "rateLimitExceeded" or (
+            isinstance(error_info, dict) and isinstance(
+                attempts := error_info.get("responseTooManyFailedAttempts"), dict)
+            and attempts.get("httpStatusCode") == 429):
+        return "rate_limit"
+    if error_info not in (None, "other") and not isinstance(error_info, dict):
+        return None
+    text = message.strip()
+    if _USAGE_LIMIT_FAILURE.search(text):
+        return "usage_limit"
+    if _RATE_LIMIT_FAILURE.search(text):
+        return "rate_limit"
+    return None
+
+
+def failure(message: str, log_only: str = "", error_info: Any = None) -> TurnFailed:
     """A failure, recognised as an authentication problem where Codex says so.
 
     `message` is what Codex reported through its protocol (a failed turn, the upstream's error:
     "rate limit reached", "401 Unauthorized", what the model API said), which the client is
     shown once made safe, or the proxy's own words. `log_only` is what goes to the log alone:
     Codex's stderr (which quotes its config file, tokens and all, paths and backtraces), output
-    that is not its protocol, a reason its app-server gave for refusing a request."""
+    that is not its protocol, a reason its app-server gave for refusing a request.
+    `error_info` is app-server's typed `codexErrorInfo`, where it has one."""
     message = message.strip() or "Codex failed without a message."
     log_only = log_only.strip()
     detail = message + (f"\n{log_only}" if log_only else "")
     shown = safe_for_client(message)
+    if kind := limit_kind(message, error_info):
+        return TurnFailed(shown, kind, detail)
     if _AUTH_FAILURE.search(message):
         return TurnFailed(f"{LOGIN_HINT} (Codex said: {shown})", "auth", detail)
     if _AUTH_FAILURE.search(log_only):

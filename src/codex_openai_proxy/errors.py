@@ -25,6 +25,9 @@ has one named constructor here. Nothing else in the package builds an `ApiError`
 | 408    | `request_timeout`             | the body did not arrive in time                       |
 | 413    | `request_too_large`           | the body is over `PROXY_MAX_BODY_MB`                  |
 | 429    | `too_many_concurrent_runs`    | every slot stayed busy for `PROXY_QUEUE_TIMEOUT_S`    |
+| 429    | `rate_limit_exceeded`         | the ChatGPT plan's usage limit (type                  |
+|        |                               | `usage_limit_reached`) or the upstream's rate limit   |
+|        |                               | (type `rate_limit_error`) stopped the run             |
 | 500    | `internal_error`              | a bug in the proxy                                    |
 | 502    | `codex_error`                 | Codex failed (failed turn, crash, unreadable output)  |
 | 502    | `codex_not_logged_in`         | Codex has no valid login                              |
@@ -34,9 +37,11 @@ has one named constructor here. Nothing else in the package builds an `ApiError`
 | 503    | `shutting_down`               | the server is stopping                                |
 | 504    | `timeout`                     | the run passed `PROXY_REQUEST_TIMEOUT_S`              |
 
-A 429 carries `Retry-After`, since a slot will free up. The 5xx the proxy decides on carry
-`x-should-retry: false` (`NO_RETRY`): the OpenAI SDKs would otherwise start two more Codex runs
-that fail the same way.
+A 429 for a full queue carries `Retry-After`, since a slot will free up. A 429 for a limit
+carries `Retry-After` when the reset time is known, and `x-should-retry: true` only when that is
+at most `RETRY_SOON_S` away: the OpenAI SDKs wait out a `Retry-After` of up to 60 s, but past it
+they retry within seconds, and every retry is a Codex run that fails the same way. The 5xx the
+proxy decides on carry `x-should-retry: false` (`NO_RETRY`) for the same reason.
 
 A message never carries file paths, secrets, backtraces or Codex's raw error output: it says
 what failed in the proxy's words, or in Codex's own (a failed turn, the upstream's error) made
@@ -50,6 +55,8 @@ from typing import Any
 
 #: Tells the OpenAI SDKs (and Roo Code, which uses them) not to retry.
 NO_RETRY = {"x-should-retry": "false"}
+#: The longest `Retry-After` the OpenAI SDKs (Python and Node) wait out before a retry.
+RETRY_SOON_S = 60
 
 
 @dataclass
@@ -185,6 +192,17 @@ def codex_failed(message: str, *, not_logged_in: bool = False) -> ApiError:
     show (`codex_events.safe_for_client`) or the proxy's."""
     return ApiError(502, message, "api_error", None,
                     "codex_not_logged_in" if not_logged_in else "codex_error", dict(NO_RETRY))
+
+
+def limit_reached(message: str, *, usage_limit: bool, resets_in_s: int | None) -> ApiError:
+    """A limit reached upstream stopped the run: the ChatGPT plan's usage limit or credits
+    (`usage_limit`), or the upstream's rate limit. `message` says which and when it resets."""
+    headers = {"x-should-retry": "true" if resets_in_s is not None
+               and resets_in_s <= RETRY_SOON_S else "false"}
+    if resets_in_s is not None:
+        headers["Retry-After"] = str(max(resets_in_s, 1))
+    return ApiError(429, message, "usage_limit_reached" if usage_limit else "rate_limit_error",
+                    None, "rate_limit_exceeded", headers)
 
 
 def tool_call_required() -> ApiError:

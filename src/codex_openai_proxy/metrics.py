@@ -6,14 +6,18 @@ tests start many) never share or double-register series.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from .plan_limits import PlanLimits
 
 #: Routes as labels: a fixed set, so an unknown path cannot create a new series per request.
-KNOWN_ROUTES = ("/v1/chat/completions", "/v1/responses", "/v1/models", "/healthz",
-                "/metrics")
+KNOWN_ROUTES = ("/v1/chat/completions", "/v1/responses", "/v1/models", "/v1/usage",
+                "/healthz", "/metrics")
 #: How a Codex child ended, as the log line and the metrics say it.
 CHILD_END_REASONS = ("ok", "failed", "killed_on_disconnect", "killed_on_timeout",
                      "killed_on_shutdown")
@@ -32,8 +36,11 @@ class ProxyMetrics:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self, *, children_running: Callable[[], float],
-                 queue_length: Callable[[], float]) -> None:
+                 queue_length: Callable[[], float],
+                 plan_limits: PlanLimits | None = None) -> None:
         self.registry = CollectorRegistry()
+        if plan_limits is not None:
+            self.registry.register(PlanLimitsCollector(plan_limits))
         self.requests = Counter(
             "codex_proxy_requests", "HTTP requests answered, by route and status.",
             ["route", "status"], registry=self.registry)
@@ -59,3 +66,34 @@ class ProxyMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+#: The plan's limits as gauges: (name, help), by `PlanLimits.gauges`' metric.
+PLAN_LIMIT_GAUGES = {
+    "used_percent": ("codex_plan_limit_used_percent",
+                     "Share of the ChatGPT plan's usage window used, as Codex last reported."),
+    "window_minutes": ("codex_plan_limit_window_minutes", "Length of the usage window."),
+    "resets_at_seconds": ("codex_plan_limit_resets_at_seconds",
+                          "When the usage window resets (Unix time)."),
+}
+
+
+class PlanLimitsCollector(Collector):
+    """The ChatGPT plan's limits, read at each scrape; a series appears once Codex has
+    reported it (labels: `limit`, Codex's limit id, `codex` for the plan's own; `window`,
+    `primary` or `secondary`)."""
+
+    def __init__(self, limits: PlanLimits) -> None:
+        self._limits = limits
+
+    def collect(self) -> Iterator[Metric]:
+        families = {metric: GaugeMetricFamily(name, text, labels=["limit", "window"])
+                    for metric, (name, text) in PLAN_LIMIT_GAUGES.items()}
+        for metric, limit_id, window, value in self._limits.gauges():
+            families[metric].add_metric([limit_id, window], value)
+        yield from families.values()
+        balance = GaugeMetricFamily("codex_plan_credits_balance",
+                                    "The ChatGPT plan's credits balance, as Codex last reported.")
+        if (credits := self._limits.credits_balance()) is not None:
+            balance.add_metric([], credits)
+        yield balance

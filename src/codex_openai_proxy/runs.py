@@ -55,10 +55,20 @@ from .answer import (
 )
 from .chat_request import ChatRequest
 from .child import MAX_LINE_BYTES, Child, LineTooLong, owning, spawn_child
-from .codex_events import CodexEvent, Notice, TurnFailed, Usage, failure
+from .codex_events import (
+    CodexEvent,
+    Notice,
+    PlanLimitsUpdated,
+    TurnFailed,
+    Usage,
+    failure,
+    safe_for_client,
+)
 from .codex_setup import CodexLocator
 from .engines import EngineRun, Workspace, prepare_run
+from .engines.app_server import RateLimitsUnreadable, read_rate_limits
 from .log_text import log_safe
+from .plan_limits import PlanLimits, explain
 from .scratch import ScratchRoot
 from .settings import EngineName, Settings
 from .spares import SparePool
@@ -170,11 +180,13 @@ class AnswerSink:
     """A run's `EventSink`: the answer policy, and the channel the answer leaves by."""
 
     def __init__(self, run: Run, send: trio.MemorySendChannel[Output],
-                 assembler: AnswerAssembler, notices: NoticeLog) -> None:
+                 assembler: AnswerAssembler, notices: NoticeLog,
+                 plan_limits: PlanLimits) -> None:
         self._run = run
         self._send = send
         self._assembler = assembler
         self._notices = notices
+        self._plan_limits = plan_limits
 
     @property
     def answered(self) -> bool:
@@ -185,6 +197,12 @@ class AnswerSink:
             if isinstance(event, Notice):
                 self._notices.log(self._run.number, event)
                 continue
+            if isinstance(event, PlanLimitsUpdated):
+                self._plan_limits.update(event.snapshot, time.time())
+                continue
+            if isinstance(event, TurnFailed) and event.kind in ("usage_limit", "rate_limit"):
+                # Codex reports the limits just before the failure they caused.
+                event = explain(event, self._plan_limits, time.time())
             if isinstance(event, TurnFailed):
                 # The client is shown only what is safe to show; the log gets all of it.
                 log.warning("run %d: Codex failed: %s", self._run.number,
@@ -222,6 +240,8 @@ class RunManager:
         self.locator = locator
         self.scratch = scratch
         self.spares = spares
+        #: What the children have said about the ChatGPT plan's limits (`GET /v1/usage`).
+        self.plan_limits = PlanLimits()
         self._slots = trio.CapacityLimiter(settings.max_concurrent)
         self._queued: set[trio.CancelScope] = set()
         self._queue_changed = trio.Event()
@@ -354,7 +374,8 @@ class RunManager:
                                send: trio.MemorySendChannel[Output],
                                task_status: trio.TaskStatus[Run]) -> None:
         settings = self.settings
-        sink = AnswerSink(run, send, self._assembler(run.request), self._notices)
+        sink = AnswerSink(run, send, self._assembler(run.request), self._notices,
+                          self.plan_limits)
         child: Child | None = None
         spare, launch = None, None
         if self.spares is not None and engine_run.spare_key is not None:
@@ -420,6 +441,37 @@ class RunManager:
         finally:
             if child is not None:
                 run.returncode = child.returncode  # reaped by now
+
+    async def read_plan_limits(self) -> str | None:
+        """Ask Codex for the ChatGPT plan's usage limits now (`GET /v1/usage?refresh`), into
+        `plan_limits`; why it could not, for the client, or None. The child takes a slot like
+        a run (it is as large as one) and lives in the caller's scope."""
+        setup = await self.locator.get()
+        if not setup.install.found or not setup.install.capabilities.app_server:
+            return "this Codex CLI cannot read the plan's limits (it needs `codex app-server`)"
+        slot = object()
+        await self._wait_for_slot(slot)
+        try:
+            try:
+                directory = Path(self.scratch.new_run_folder())
+            except OSError as error:
+                raise _storage_error(error, self.scratch.path) from None
+            try:
+                snapshots = await read_rate_limits(setup, self.settings, directory / "child",
+                                                   self.locator.sentinel)
+            except RateLimitsUnreadable as error:
+                log.info("Codex could not read the plan's limits: %s", log_safe(str(error)))
+                return safe_for_client(f"Codex could not read the plan's limits: {error}")
+            except OSError as error:
+                log.warning("could not start Codex to read the plan's limits: %s", error)
+                return "Codex could not be started to read the plan's limits."
+            finally:
+                shutil.rmtree(directory, ignore_errors=True)
+            for snapshot in snapshots:
+                self.plan_limits.update(snapshot, time.time())
+            return None
+        finally:
+            self._slots.release_on_behalf_of(slot)
 
     def _assembler(self, request: ChatRequest) -> AnswerAssembler:
         return AnswerAssembler(

@@ -45,6 +45,8 @@ from ..app_server_protocol import (
     encode,
     initialize_outcome,
     initialize_request,
+    rate_limits_read_outcome,
+    rate_limits_read_request,
 )
 from ..chat_request import ChatRequest
 from ..child import Child, ChildLaunch, Sentinel, spawn_child
@@ -203,6 +205,47 @@ async def seed_home(setup: CodexSetup, settings: Settings, directory: Path,
         log.warning("Codex children start from empty homes (%s)", error)
         return None
     return Path(launch.env["CODEX_HOME"])
+
+
+async def read_rate_limits(setup: CodexSetup, settings: Settings, directory: Path,
+                           sentinel: Sentinel | None = None) -> list[Any]:
+    """The ChatGPT plan's usage limits as Codex reads them from the backend now: one child,
+    started lean, asked `account/rateLimits/read` and nothing else, stopped whatever happens
+    (it lives in this task's scope, as a run's child does). Raises `RateLimitsUnreadable`."""
+    launch = child_launch(setup, settings, directory)
+    outcome: tuple[list[Any], str | None] = ([], "Codex app-server exited before it answered")
+    with trio.move_on_after(settings.reply_timeout_s) as waiting:
+        async with spawn_child(launch, kill_grace_s=settings.kill_grace_s,
+                               sentinel=sentinel) as child:
+            # Nothing raised in here: the child's owner would wrap it in an ExceptionGroup.
+            if (refused := await _initialized(child)) is not None:
+                outcome = ([], refused)
+            else:
+                await child.send(encode(rate_limits_read_request()))
+                while (line := await child.read_line()) is not None:
+                    if (answer := rate_limits_read_outcome(line)) is not None:
+                        outcome = answer
+                        break
+    if waiting.cancelled_caught:
+        raise RateLimitsUnreadable(f"Codex did not answer within {settings.reply_timeout_s:g} "
+                                   "s")
+    snapshots, reason = outcome
+    if reason is not None:
+        raise RateLimitsUnreadable(reason)
+    return snapshots
+
+
+async def _initialized(child: Child) -> str | None:
+    """`warm_up`, with its failure as a value."""
+    try:
+        await warm_up(child)
+    except WarmUpFailed as error:
+        return str(error)
+    return None
+
+
+class RateLimitsUnreadable(Exception):
+    pass
 
 
 def spare_launcher(setup: CodexSetup, settings: Settings) -> SpareLauncher:
