@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+import trio
+
 from conftest import (
     FAKE_CODEX,
     chat_body,
@@ -251,3 +254,32 @@ async def test_inline_images_become_files_in_the_scratch_dir(proxy, fake_codex):
     assert argv.index("--image") < argv.index("--")
     assert run["cwd_entries"] == ["image-1.png"]
     assert "[image image-1.png]" in run["stdin"]
+
+
+async def test_an_idle_connection_outlives_the_clients_own_keep_alive(proxy):
+    # httpx (the openai Python SDK) drops an idle connection after 5 s, Node's fetch after 4 s.
+    # Were the proxy to drop it first, a request sent just then would fail on a closed
+    # connection: the client must be the one to close it.
+    host, port = proxy.url.removeprefix("http://").rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        request = (f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n").encode()
+
+        async def ask() -> bytes:
+            await stream.send_all(request)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += await stream.receive_some()
+            head, _, body = answer.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(body) < length:
+                body += await stream.receive_some()
+            return head
+
+        with trio.fail_after(10):
+            assert (await ask()).startswith(b"HTTP/1.1 200")
+        with trio.move_on_after(6):
+            await stream.receive_some()  # b"" as soon as the proxy closes the connection
+            pytest.fail("the proxy closed the idle connection")
+        with trio.fail_after(10):
+            assert (await ask()).startswith(b"HTTP/1.1 200")  # and it still serves on it

@@ -106,6 +106,10 @@ async def set_up_children(locator: CodexLocator, manager: RunManager, runtime_di
     locator.children_set_up.set()
 
 
+#: How long an idle keep-alive connection is kept open.
+KEEP_ALIVE_S = 75.0
+
+
 def hypercorn_config(settings: Settings) -> HypercornConfig:
     config = HypercornConfig()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
@@ -118,6 +122,11 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     # printed twice, once by it and once by the root handler the CLI set up.
     config.errorlog = logging.getLogger("hypercorn.error")
     # read_timeout stays unset: a streaming client sends nothing while it waits for an answer.
+    # An idle connection is kept longer than clients keep theirs (httpx, so the openai Python
+    # SDK: 5 s; Node's fetch: 4 s), so that the client is the one to close it. At hypercorn's
+    # own 5 s, a request sent just as the server closed the connection failed with "Server
+    # disconnected without sending a response" (seen at 64 streams in scripts/bench_codex.py).
+    config.keep_alive_timeout = KEEP_ALIVE_S
     return config
 
 
