@@ -20,6 +20,8 @@ mixes behaviours). Scenarios:
   hang        `response.created`, then nothing, ever
   tool_call   `function_call` items from `tool_calls` (name, arguments), `delta_delay_s` apart
   text_tool_call  "Let me check." then the `function_call` items, in one response
+  agent       an agent loop's model: `tool_call` when tools are offered and the input ends
+              with the user's message, `text` otherwise (after the tool's result)
 
 A call is answered the way the real backend's model would answer for the tool mode in force:
 a `function_call` for a tool offered as a function (in `tools`, or in an `additional_tools`
@@ -114,6 +116,11 @@ class MockResponses:
             self._arrived = trio.Event()
             found = _MARKER.findall(recorded.input_text())
             scenario = found[-1] if found else self.scenario
+            if scenario == "agent":
+                items = [item for item in body.get("input") or []
+                         if item.get("type") != "additional_tools"]
+                asked = bool(items) and items[-1].get("role") == "user"
+                scenario = "tool_call" if asked and recorded.tools() else "text"
             if scenario == "http500":
                 return {"error": {"message": "the mock upstream failed", "type": "server_error",
                                   "param": None, "code": None}}, 500

@@ -2,9 +2,10 @@
 real Codex 0.169.0 against the mock upstream.
 
 LiteLLM reaches an OpenAI-compatible server as `model="openai/<model>"` with `api_base` and
-`api_key`, on /v1/chat/completions; some calls (tools with a reasoning effort on gpt-5-family
-models, or a `openai/responses/<model>` id) it bridges to /v1/responses instead. Its calls are
-blocking (or asyncio), so they run in a worker thread while trio serves the proxy.
+`api_key`, on /v1/chat/completions; some calls (tools with a reasoning effort, for model ids
+it takes for OpenAI's reasoning models, or any `openai/responses/<model>` id) it bridges to
+/v1/responses instead. Its calls are blocking (or asyncio), so they run in a worker thread
+while trio serves the proxy.
 """
 
 from __future__ import annotations
@@ -168,8 +169,9 @@ async def test_reasoning_effort_reaches_the_model(litellm, call, mock_upstream):
     assert mock_upstream.requests[0].body["reasoning"]["effort"] == "high"
 
 
-# `openai/<model>` with tools and an effort is bridged to /v1/responses by recent LiteLLM for
-# gpt-5-family ids, and `openai/responses/<model>` always is: both must work as a tool loop.
+# `openai/<model>` with tools and an effort is bridged to /v1/responses by LiteLLM 1.110 for
+# ids such as the default model's, and `openai/responses/<model>` always is: both must work as
+# a tool loop.
 @pytest.mark.parametrize("model", [f"openai/{MODEL}", f"openai/responses/{MODEL}"])
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
 async def test_tools_with_a_reasoning_effort(litellm, call, mock_upstream, logs, model, stream):
