@@ -20,6 +20,8 @@ mixes behaviours). Scenarios:
   hang        `response.created`, then nothing, ever
   tool_call   `function_call` items from `tool_calls` (name, arguments), `delta_delay_s` apart
   text_tool_call  "Let me check." then the `function_call` items, in one response
+  agent       an agent loop's model: `tool_call` when tools are offered and the input ends
+              with the user's message, `text` otherwise (after the tool's result)
   usage_limit an HTTP 429 as the ChatGPT backend answers when the plan's usage limit is reached
               (`error.type` `usage_limit_reached`, `plan_type`, `resets_at`), primary window
               at 100 % in the headers
@@ -175,6 +177,11 @@ class MockResponses:
             scenario = found[-1] if found else self.scenario
             now = time.time()
             headers = self.limits.headers(now) if self.limits else {}
+            if scenario == "agent":
+                items = [item for item in body.get("input") or []
+                         if item.get("type") != "additional_tools"]
+                asked = bool(items) and items[-1].get("role") == "user"
+                scenario = "tool_call" if asked and recorded.tools() else "text"
             if scenario == "http500":
                 return {"error": {"message": "the mock upstream failed", "type": "server_error",
                                   "param": None, "code": None}}, 500

@@ -165,6 +165,26 @@ async def test_a_six_turn_conversation_has_one_cache_key_and_a_growing_prefix(
         "prompt_cache_key"]
 
 
+@pytest.mark.parametrize("content", ["", [{"type": "text", "text": ""}]])
+async def test_an_assistant_messages_empty_text_is_no_message(start_real_proxy, mock_upstream,
+                                                              content):
+    # A message rebuilt from a stream (LiteLLM's stream_chunk_builder, many clients' own code)
+    # has the stream's first `content: ""`; the model made only its calls, and sees only them.
+    proxy = await start_real_proxy(engine="app-server")
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}
+    response = await proxy.client.post("/v1/chat/completions", json={
+        "model": "gpt-5.5", "tools": [tool], "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": content, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"}]})
+    assert response.status_code == 200, response.text
+    [upstream] = mock_upstream.requests
+    assert kinds_of(upstream.body) == ["user", "function_call", "function_call_output"]
+
+
 async def test_a_tool_named_like_codexs_own_reaches_the_model_and_comes_back_by_its_name(
         start_real_proxy, mock_upstream):
     # Codex 0.169.0 silently leaves out a dynamic tool named `exec_command` or

@@ -7,7 +7,8 @@ Codex as it is, not as a transcript:
   the first developer message, exactly as written; several are joined by a blank line);
 * every other message is a Responses item, in order: a user or assistant `message` with one
   content part per client part (text parts are never glued together; inline images stay
-  `input_image`s), a `function_call` for each call an assistant message made (the client's own
+  `input_image`s; an assistant's empty text parts are left out, and with them a message of
+  nothing else), a `function_call` for each call an assistant message made (the client's own
   call id, name and arguments), a `function_call_output` for each tool result, and a
   `developer` message for a developer or system message later in the conversation;
 * the whole conversation is history, up to and including the last message; the turn itself
@@ -86,10 +87,13 @@ def message_items(message: Message,
                  "output": _tool_output(message)}]
     if message.role == "assistant":
         items: list[dict[str, Any]] = []
-        if message.parts:
+        # Empty text is no text: a message rebuilt from a stream (whose first delta is
+        # `content: ""`, as OpenAI's is, e.g. by LiteLLM's stream_chunk_builder) would
+        # otherwise put an empty message before the model's own calls.
+        texts = [part.text for part in message.parts if isinstance(part, TextPart) and part.text]
+        if texts:
             items.append({"type": "message", "role": "assistant", "content": [
-                {"type": "output_text", "text": part.text}
-                for part in message.parts if isinstance(part, TextPart)]})
+                {"type": "output_text", "text": text} for text in texts]})
         renamed = tool_names or {}
         items += [{"type": "function_call", "call_id": call.id,
                    "name": renamed.get(call.name, call.name),
