@@ -283,3 +283,5 @@ async def test_an_idle_connection_outlives_the_clients_own_keep_alive(proxy):
             pytest.fail("the proxy closed the idle connection")
         with trio.fail_after(10):
             assert (await ask()).startswith(b"HTTP/1.1 200")  # and it still serves on it
+
+

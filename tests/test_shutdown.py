@@ -125,3 +125,33 @@ async def test_an_idle_keep_alive_connection_does_not_hold_the_exit(fake_codex):
                 assert await server.wait() == 0
     finally:
         await kill(server)
+
+
+def half_closed_connections(port: int) -> int:
+    """Connections to `port` the client has closed and the server not yet (CLOSE-WAIT)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                local, state = line.split()[1], line.split()[3]
+                count += int(local.rsplit(":", 1)[1], 16) == port and state == "08"
+    return count
+
+
+async def test_a_connection_the_client_closed_is_closed_at_once(fake_codex):
+    # Not when the keep-alive time is up (75 s): until then each would hold a descriptor.
+    server, url = await start_server(fake_codex)
+    try:
+        limits = httpx.Limits(max_keepalive_connections=0)  # closed after each response
+        async with httpx.AsyncClient(base_url=url, headers=AUTH, limits=limits) as client:
+            for _ in range(3):
+                response = await client.post("/v1/chat/completions", json=chat_body())
+                assert response.status_code == 200
+        # The kernel's table is the only view of it: polled, bounded.
+        port = int(url.rsplit(":", 1)[1])
+        with trio.fail_after(5):
+            while half_closed_connections(port):
+                await trio.sleep(0.02)
+    finally:
+        await kill(server)

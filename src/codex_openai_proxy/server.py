@@ -26,8 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import hypercorn.trio
+import hypercorn.trio.tcp_server
 import trio
 from hypercorn.config import Config as HypercornConfig
 
@@ -127,7 +129,30 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     # own 5 s, a request sent just as the server closed the connection failed with "Server
     # disconnected without sending a response" (seen at 64 streams in scripts/bench_codex.py).
     config.keep_alive_timeout = KEEP_ALIVE_S
+    _close_connections_at_eof()
     return config
+
+
+def _close_connections_at_eof() -> None:
+    """Make hypercorn's trio server close a connection as soon as the client has closed it.
+
+    Hypercorn 0.17-0.18 (trio) reads the client's end-of-file, then waits out the keep-alive
+    timer before it closes its own end: each connection a client closed stayed open (in
+    CLOSE-WAIT, a descriptor held) for the whole keep-alive time. Its asyncio server stops
+    the timer at end-of-file; this does the same for the trio one. Without the attributes it
+    relies on (another hypercorn), nothing is changed and sockets close at the timer."""
+    server = hypercorn.trio.tcp_server.TCPServer
+    read_data = getattr(server, "_read_data", None)
+    if read_data is None or getattr(read_data, "closes_at_eof", False):
+        return
+
+    async def read_then_stop_the_idle_timer(self: Any) -> None:
+        await read_data(self)
+        if (idle_task := getattr(self, "idle_task", None)) is not None:
+            await idle_task.stop()
+
+    read_then_stop_the_idle_timer.closes_at_eof = True  # type: ignore[attr-defined]
+    server._read_data = read_then_stop_the_idle_timer
 
 
 async def _handle_signals(server: RunningServer, nursery: trio.Nursery,
