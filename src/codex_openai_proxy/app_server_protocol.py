@@ -156,17 +156,11 @@ def initialize_request() -> dict[str, Any]:
 def initialize_outcome(line: str) -> str | None:
     """Whether `line` answers `initialize_request`: "ok", or the error's text if Codex refused
     it; None for any other line (notifications that come first)."""
-    try:
-        message = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(message, dict) or message.get("id") != INITIALIZE_ID \
-            or "method" in message:
+    message = _response_to(line, INITIALIZE_ID)
+    if message is None:
         return None
     error = message.get("error")
-    if error is None:
-        return "ok"
-    return str(error.get("message") if isinstance(error, dict) else error)
+    return "ok" if error is None else _error_text(error)
 
 
 #: The id of `account/rateLimits/read`, on a child that is asked nothing else.
@@ -181,21 +175,33 @@ def rate_limits_read_request() -> dict[str, Any]:
 def rate_limits_read_outcome(line: str) -> tuple[list[Any], str | None] | None:
     """Whether `line` answers `rate_limits_read_request`: (the limits' snapshots, None), or
     ([], Codex's reason) when it could not read them; None for any other line."""
-    try:
-        message = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(message, dict) or message.get("id") != RATE_LIMITS_READ_ID \
-            or "method" in message:
+    message = _response_to(line, RATE_LIMITS_READ_ID)
+    if message is None:
         return None
     if (error := message.get("error")) is not None:
-        return [], str(error.get("message") if isinstance(error, dict) else error)
+        return [], _error_text(error)
     result = message.get("result")
     result = result if isinstance(result, dict) else {}
     by_id = result.get("rateLimitsByLimitId")
     if isinstance(by_id, dict) and by_id:
         return list(by_id.values()), None
     return [result.get("rateLimits")], None
+
+
+def _response_to(line: str, request_id: int) -> dict[str, Any] | None:
+    """`line` as Codex's response to our request `request_id`, or None: another message, or
+    not JSON. (The server's own requests to us have a `method` and may share the id.)"""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("id") != request_id or "method" in message:
+        return None
+    return message
+
+
+def _error_text(error: Any) -> str:
+    return str(error.get("message") if isinstance(error, dict) else error)
 
 
 class ProtocolMisuse(RuntimeError):
