@@ -276,3 +276,17 @@ async def test_refresh_without_a_chatgpt_login_says_why(start_real_proxy, mock_u
     assert usage["limits"] == []
     assert usage["refresh_error"] == ("Codex could not read the plan's limits: codex account "
                                       "authentication required to read rate limits")
+
+
+@pytest.mark.real_codex
+async def test_the_responses_api_gets_the_same_429(start_real_proxy, mock_upstream):
+    mock_upstream.scenario = "usage_limit"
+    mock_upstream.limits = MockPlanLimits(primary_used_percent=100)
+    proxy = await start_real_proxy(engine="app-server")
+    client = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=API_KEY, max_retries=2)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.responses.create(model="gpt-5", input="Say hi")
+    assert caught.value.code == "rate_limit_exceeded"
+    assert "the 5-hour limit is used up" in caught.value.message
+    assert 8210 <= int(caught.value.response.headers["retry-after"]) <= 8217
+    assert len(mock_upstream.requests) == 1  # not retried: the reset is hours away
