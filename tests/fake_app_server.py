@@ -16,6 +16,7 @@ turn does; the names are those of `codex exec`'s scenarios, plus:
 
   tool_call          call the first dynamic tool with FAKE_CODEX_TOOL_ARGS (JSON, default {})
   stall_initialize   never answer `initialize`
+  refuse_initialize  refuse `initialize` with an error
   config_error       refuse `thread/start` or `thread/resume` as 0.169.0 does a config.toml it
                      cannot load: the reason quotes the file's path and the offending line's
                      bearer token
@@ -152,6 +153,10 @@ class AppServer:
                 continue  # `initialized`, or our own requests' answers (there are none)
             if method == "initialize":
                 if self.scenario == "stall_initialize":
+                    continue
+                if self.scenario == "refuse_initialize":
+                    self.send({"id": request_id, "error": {"code": -32603,
+                                                           "message": "fake refusal"}})
                     continue
                 # As Codex does the first time it starts in a home: its databases.
                 home = Path(os.environ.get("CODEX_HOME", "/nonexistent"))

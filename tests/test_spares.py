@@ -147,3 +147,13 @@ async def test_a_real_warm_codex_serves_the_same_lean_request(start_real_proxy, 
     assert first.body["input"] == second.body["input"]
     assert [item["role"] for item in first.body["input"]] == ["developer", "user"]
     assert first.tool_names() == []
+
+
+async def test_a_codex_that_refuses_initialize_fails_requests_not_the_proxy(start_proxy):
+    # The seed of the children's homes and every spare fail to initialize: the proxy starts
+    # all the same (children from empty homes, no spares), and a request gets Codex's refusal.
+    proxy = await start_proxy("refuse_initialize", warm_children=2)
+    response = await proxy.client.post("/v1/chat/completions", json=chat_body())
+    assert response.status_code == 502, response.text
+    assert response.json()["error"]["code"] == "codex_error"
+    assert (await proxy.client.get("/healthz")).json()["spares"]["ready"] == 0

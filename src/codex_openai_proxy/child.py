@@ -461,17 +461,25 @@ async def owning(child: Child, kill_grace_s: float) -> AsyncIterator[Child]:
     """Own a started child for the block: its stderr drained meanwhile; at the end, whatever
     ends the block, the child stopped and reaped, its pipes closed, its directory removed."""
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(child.drain_stderr)
-            try:
-                yield child
-            finally:
-                # Shielded: this runs precisely when the request was cancelled, and it must
-                # still finish. It is bounded by the kill grace plus the time SIGKILL takes.
-                with trio.CancelScope(shield=True):
-                    await child.stop(kill_grace_s)
-                # A grandchild that escaped the group could hold stderr open forever.
-                nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(child.drain_stderr)
+                try:
+                    yield child
+                finally:
+                    # Shielded: this runs precisely when the request was cancelled, and it
+                    # must still finish. It is bounded by the kill grace plus the time SIGKILL
+                    # takes.
+                    with trio.CancelScope(shield=True):
+                        await child.stop(kill_grace_s)
+                    # A grandchild that escaped the group could hold stderr open forever.
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The nursery is only there for the stderr drain: an exception of the block goes
+            # up as the block raised it, not wrapped in a group its caller would not catch.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
     finally:
         with trio.CancelScope(shield=True):
             await child.stop(kill_grace_s)  # if the block never began

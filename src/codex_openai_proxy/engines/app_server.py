@@ -213,35 +213,24 @@ async def read_rate_limits(setup: CodexSetup, settings: Settings, directory: Pat
     started lean, asked `account/rateLimits/read` and nothing else, stopped whatever happens
     (it lives in this task's scope, as a run's child does). Raises `RateLimitsUnreadable`."""
     launch = child_launch(setup, settings, directory)
-    outcome: tuple[list[Any], str | None] = ([], "Codex app-server exited before it answered")
-    with trio.move_on_after(settings.reply_timeout_s) as waiting:
-        async with spawn_child(launch, kill_grace_s=settings.kill_grace_s,
-                               sentinel=sentinel) as child:
-            # Nothing raised in here: the child's owner would wrap it in an ExceptionGroup.
-            if (refused := await _initialized(child)) is not None:
-                outcome = ([], refused)
-            else:
+    try:
+        with trio.fail_after(settings.reply_timeout_s):
+            async with spawn_child(launch, kill_grace_s=settings.kill_grace_s,
+                                   sentinel=sentinel) as child:
+                await warm_up(child)
                 await child.send(encode(rate_limits_read_request()))
                 while (line := await child.read_line()) is not None:
                     if (answer := rate_limits_read_outcome(line)) is not None:
-                        outcome = answer
-                        break
-    if waiting.cancelled_caught:
+                        snapshots, reason = answer
+                        if reason is not None:
+                            raise RateLimitsUnreadable(reason)
+                        return snapshots
+                raise RateLimitsUnreadable("Codex app-server exited before it answered")
+    except trio.TooSlowError:
         raise RateLimitsUnreadable(f"Codex did not answer within {settings.reply_timeout_s:g} "
-                                   "s")
-    snapshots, reason = outcome
-    if reason is not None:
-        raise RateLimitsUnreadable(reason)
-    return snapshots
-
-
-async def _initialized(child: Child) -> str | None:
-    """`warm_up`, with its failure as a value."""
-    try:
-        await warm_up(child)
+                                   "s") from None
     except WarmUpFailed as error:
-        return str(error)
-    return None
+        raise RateLimitsUnreadable(str(error)) from None
 
 
 class RateLimitsUnreadable(Exception):
