@@ -362,6 +362,17 @@ def test_a_turn_a_usage_limit_stopped_fails_as_a_usage_limit() -> None:
     assert events == [TurnFailed(message, "usage_limit")]
 
 
+def test_a_child_that_exits_after_a_usage_limit_fails_as_a_usage_limit() -> None:
+    # Its last error's codexErrorInfo says so, though the proxy's words come first.
+    session = running()
+    error = {"message": "You\u2019ve hit your usage limit.", "codexErrorInfo":
+             "usageLimitExceeded"}
+    session.feed(notification("error", {"error": error, "willRetry": False}))
+    [failed] = session.finish(1, "")
+    assert failed.kind == "usage_limit"
+    assert failed.message.endswith(": You\u2019ve hit your usage limit.")
+
+
 def test_usage_comes_from_the_total() -> None:
     session = running()
     events = feed_all(session, [token_usage(TOTAL, LAST), turn_completed("completed")])

@@ -491,11 +491,12 @@ class AppServerSession:
         return [failure(str(message or f"The Codex turn ended with status {status!r}."),
                         error_info=error_info)]
 
-    def _fail(self, message: str, log_only: str = "") -> list[CodexEvent]:
+    def _fail(self, message: str, log_only: str = "", error_info: Any = None
+              ) -> list[CodexEvent]:
         if self.finished:
             return []
         self._advance(Step.FAILED)
-        return [failure(message, log_only)]
+        return [failure(message, log_only, error_info)]
 
     def finish(self, returncode: int | None, stderr_tail: str) -> list[CodexEvent]:
         """Any phase: the process ended (its stdout closed). Before the turn's end, that is a
@@ -505,7 +506,8 @@ class AppServerSession:
             return []
         head = f"Codex app-server exited with status {returncode} without finishing the turn"
         if self._last_error:
-            return self._fail(f"{head}: {self._last_error}", error_output(stderr_tail))
+            return self._fail(f"{head}: {self._last_error}", error_output(stderr_tail),
+                              self._last_error_info)
         if self._first_garbage is not None:
             return self._fail(f"{head}: it printed output that is not JSON; the proxy's log has "
                               "it.", f"The first such line: {self._first_garbage!r}\n"
