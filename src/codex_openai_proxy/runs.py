@@ -36,7 +36,7 @@ import itertools
 import logging
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -291,9 +291,7 @@ class RunManager:
     # -- the runner -------------------------------------------------------------------------
 
     async def _runner(self, request: ChatRequest, task_status: trio.TaskStatus[Run]) -> None:
-        slot = object()
-        await self._wait_for_slot(slot)
-        try:
+        async with self._slot():
             # Capacity 0: each output waits for the reader (see the module docstring).
             send, receive = trio.open_memory_channel[Output](0)
             run = Run(next(_run_numbers), request, receive)
@@ -310,9 +308,31 @@ class RunManager:
                 if run.pid is None and run.stop_reason == "shutdown":
                     raise errors.shutting_down()  # stopped before its child started
             finally:
+                log.debug("run %d pid=%s ended: %s, exit %s, after %.2fs", run.number, run.pid,
+                          run.end_reason, run.returncode, time.monotonic() - run.started_at)
                 self._leave(run)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """A slot held for the block, after waiting in the queue for it if need be."""
+        slot = object()
+        await self._wait_for_slot(slot)
+        try:
+            yield
         finally:
             self._slots.release_on_behalf_of(slot)
+
+    @contextlib.contextmanager
+    def _run_folder(self) -> Iterator[Path]:
+        """An empty folder in the scratch root for the block, removed after it."""
+        try:
+            folder = Path(self.scratch.new_run_folder())
+        except OSError as error:
+            raise _storage_error(error, self.scratch.path) from None
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     async def _wait_for_slot(self, slot: object) -> None:
         try:
@@ -344,11 +364,7 @@ class RunManager:
         setup = await self.locator.get()
         if not setup.install.found:
             raise errors.codex_unavailable()  # the locator has logged why
-        try:
-            scratch_dir = Path(self.scratch.new_run_folder())
-        except OSError as error:
-            raise _storage_error(error, self.scratch.path) from None
-        try:
+        with self._run_folder() as scratch_dir:
             try:
                 workspace = Workspace.inside(scratch_dir)
                 # In a thread: exec writes up to PROXY_MAX_IMAGES_MB of images, which can block
@@ -365,10 +381,6 @@ class RunManager:
                 await self._spawn_and_drive(run, engine_run, workspace, send, task_status)
             finally:
                 engine_run.release()
-        finally:
-            shutil.rmtree(scratch_dir, ignore_errors=True)
-            log.debug("run %d pid=%s ended: %s, exit %s, after %.2fs", run.number, run.pid,
-                      run.end_reason, run.returncode, time.monotonic() - run.started_at)
 
     async def _spawn_and_drive(self, run: Run, engine_run: EngineRun, workspace: Workspace,
                                send: trio.MemorySendChannel[Output],
@@ -449,29 +461,20 @@ class RunManager:
         setup = await self.locator.get()
         if not setup.install.found or not setup.install.capabilities.app_server:
             return "this Codex CLI cannot read the plan's limits (it needs `codex app-server`)"
-        slot = object()
-        await self._wait_for_slot(slot)
-        try:
-            try:
-                directory = Path(self.scratch.new_run_folder())
-            except OSError as error:
-                raise _storage_error(error, self.scratch.path) from None
-            try:
-                snapshots = await read_rate_limits(setup, self.settings, directory / "child",
-                                                   self.locator.sentinel)
-            except RateLimitsUnreadable as error:
-                log.info("Codex could not read the plan's limits: %s", log_safe(str(error)))
-                return safe_for_client(f"Codex could not read the plan's limits: {error}")
-            except OSError as error:
-                log.warning("could not start Codex to read the plan's limits: %s", error)
-                return "Codex could not be started to read the plan's limits."
-            finally:
-                shutil.rmtree(directory, ignore_errors=True)
-            for snapshot in snapshots:
-                self.plan_limits.update(snapshot, time.time())
-            return None
-        finally:
-            self._slots.release_on_behalf_of(slot)
+        async with self._slot():
+            with self._run_folder() as directory:
+                try:
+                    snapshots = await read_rate_limits(setup, self.settings, directory / "child",
+                                                       self.locator.sentinel)
+                except RateLimitsUnreadable as error:
+                    log.info("Codex could not read the plan's limits: %s", log_safe(str(error)))
+                    return safe_for_client(f"Codex could not read the plan's limits: {error}")
+                except OSError as error:
+                    log.warning("could not start Codex to read the plan's limits: %s", error)
+                    return "Codex could not be started to read the plan's limits."
+        for snapshot in snapshots:
+            self.plan_limits.update(snapshot, time.time())
+        return None
 
     def _assembler(self, request: ChatRequest) -> AnswerAssembler:
         return AnswerAssembler(
