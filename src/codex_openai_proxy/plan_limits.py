@@ -59,6 +59,10 @@ class Window:
     def reached(self) -> bool:
         return self.used_percent is not None and self.used_percent >= 100
 
+    def resets_in(self, now: float) -> int | None:
+        """Seconds until the window resets (0 once past), if known."""
+        return None if self.resets_at is None else max(0, round(self.resets_at - now))
+
 
 @dataclass(frozen=True)
 class Credits:
@@ -134,11 +138,12 @@ class PlanLimits:
             used_up = [window for _, window in snapshot.windows() if window.reached()]
             if not used_up:
                 continue
-            names = " and ".join(f"{window.label()}" for window in used_up)
+            names = " and ".join(window.label() for window in used_up)
             which = f"the {names} limit" + (f" for {snapshot.limit_name}"
                                               if snapshot.limit_name else "")
-            resets = [window.resets_at for window in used_up if window.resets_at is not None]
-            return which, max(0, round(max(resets) - now)) if resets else None
+            resets = [seconds for window in used_up
+                      if (seconds := window.resets_in(now)) is not None]
+            return which, max(resets) if resets else None
         return None
 
     def as_json(self, now: float) -> dict[str, Any]:
@@ -169,8 +174,7 @@ class PlanLimits:
                 headers[prefix + "window-minutes"] = str(window.window_minutes)
             if window.resets_at is not None:
                 headers[prefix + "reset-at"] = str(window.resets_at)
-                headers[prefix + "reset-after-seconds"] = str(max(0, round(window.resets_at
-                                                                             - now)))
+                headers[prefix + "reset-after-seconds"] = str(window.resets_in(now))
         if plan.credits is not None and plan.credits.balance is not None:
             headers["x-ratelimit-credits-balance"] = plan.credits.balance
         return headers
@@ -245,9 +249,7 @@ def _limit_json(snapshot: LimitSnapshot, now: float) -> dict[str, Any]:
         if value is None:
             return None
         return {"used_percent": value.used_percent, "window_minutes": value.window_minutes,
-                "resets_at": value.resets_at,
-                "resets_in_seconds": None if value.resets_at is None
-                else max(0, round(value.resets_at - now))}
+                "resets_at": value.resets_at, "resets_in_seconds": value.resets_in(now)}
 
     return {"limit_id": snapshot.limit_id, "limit_name": snapshot.limit_name,
             "primary": window(snapshot.primary), "secondary": window(snapshot.secondary),
