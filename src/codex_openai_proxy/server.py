@@ -38,8 +38,7 @@ from .catalog import ModelCatalog
 from .child import Sentinel
 from .codex_setup import CodexLocator
 from .connections import Address, drop_all_clients
-from .engines import choose_engine, spare_launcher
-from .engines.app_server import seed_home
+from .engines import seed_home, spare_launcher
 from .runs import RunManager
 from .scratch import ScratchRoot, sweep_stale
 from .settings import Settings
@@ -94,13 +93,8 @@ async def set_up_children(locator: CodexLocator, manager: RunManager, runtime_di
     setup = await locator.get()
     old_seed = locator.seed_home
     locator.seed_home = None
-    # Like the spares, only where app-server is the engine most runs take (with CODEX_ENGINE
-    # set to exec, only requests with tools run on it, from empty homes).
-    if setup.install.found and choose_engine(settings, setup.install.capabilities) == (
-            "app-server"):
-        locator.seed_home = await seed_home(setup, settings,
-                                            runtime_dir / f"seed-{setup.generation}",
-                                            locator.sentinel)
+    locator.seed_home = await seed_home(setup, settings, runtime_dir / f"seed-{setup.generation}",
+                                        locator.sentinel)
     if old_seed is not None and old_seed != locator.seed_home:
         shutil.rmtree(old_seed.parent, ignore_errors=True)
     if manager.spares is not None and not manager.closing:

@@ -22,8 +22,11 @@ Engines:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .. import errors
 from ..chat_request import ChatRequest
+from ..child import Sentinel
 from ..codex_cli import CodexCapabilities
 from ..codex_setup import CodexSetup
 from ..prompt import check_prompt_length
@@ -34,7 +37,7 @@ from .base import EngineRun, EventSink, SpareLauncher, Workspace
 from .exec import ExecRun
 
 __all__ = ["EngineRun", "EventSink", "SpareLauncher", "Workspace", "choose_engine",
-           "prepare_run", "spare_launcher"]
+           "prepare_run", "seed_home", "spare_launcher"]
 
 
 def choose_engine(settings: Settings, capabilities: CodexCapabilities,
@@ -66,10 +69,25 @@ def prepare_run(request: ChatRequest, setup: CodexSetup, settings: Settings,
     return AppServerRun(request, setup, settings)
 
 
+def _runs_start_app_servers(setup: CodexSetup, settings: Settings) -> bool:
+    """Whether app-server is the engine most runs take (with CODEX_ENGINE=exec, only requests
+    with tools run on it): only then are children prepared ahead of demand."""
+    return setup.install.found and choose_engine(
+        settings, setup.install.capabilities) == "app-server"
+
+
 def spare_launcher(setup: CodexSetup, settings: Settings) -> SpareLauncher | None:
     """How to start warm spares for the runs to come, if they can use any: app-server
     children, when app-server is the engine most runs take."""
-    if not setup.install.found or choose_engine(settings, setup.install.capabilities) != (
-            "app-server"):
+    if not _runs_start_app_servers(setup, settings):
         return None
     return app_server.spare_launcher(setup, settings)
+
+
+async def seed_home(setup: CodexSetup, settings: Settings, directory: Path,
+                    sentinel: Sentinel | None = None) -> Path | None:
+    """The seed the children's Codex homes start from (`app_server.seed_home`), when
+    app-server is the engine most runs take; None otherwise (they start from empty homes)."""
+    if not _runs_start_app_servers(setup, settings):
+        return None
+    return await app_server.seed_home(setup, settings, directory, sentinel)
