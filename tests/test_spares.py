@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 import pytest
 import trio
+
+from codex_openai_proxy.child import ChildLaunch
+from codex_openai_proxy.engines import SpareLauncher
+from codex_openai_proxy.engines.app_server import WarmUpFailed
+from codex_openai_proxy.spares import SparePool
 
 from conftest import chat_body, is_ready, open_stream, process_state, wait_dead
 
@@ -157,3 +163,31 @@ async def test_a_codex_that_refuses_initialize_fails_requests_not_the_proxy(star
     assert response.status_code == 502, response.text
     assert response.json()["error"]["code"] == "codex_error"
     assert (await proxy.client.get("/healthz")).json()["spares"]["ready"] == 0
+
+
+async def test_a_spare_refused_as_the_pool_closes_does_not_take_the_server_down(tmp_path):
+    # The race CI once hit at shutdown: a spare's warm-up fails at the very moment the pool
+    # is cancelled. The failure and the cancellation reach the pool together; the failure
+    # must be logged, not left to crash the server once the cancellation is absorbed.
+    warming, refuse = trio.Event(), trio.Event()
+
+    async def warm_up(child):
+        warming.set()
+        with trio.CancelScope(shield=True):  # the refusal comes after the cancellation
+            await refuse.wait()
+        raise WarmUpFailed("Codex app-server refused initialize: fake refusal")
+
+    def launch(directory):
+        directory.mkdir()
+        return ChildLaunch((sys.executable, "-c", "import time; time.sleep(60)"), directory,
+                           dict(os.environ), directory)
+
+    pool = SparePool(1, tmp_path, kill_grace_s=1, warm_up_timeout_s=10)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pool.run)
+        pool.use(SpareLauncher(key="key", launch=launch, warm_up=warm_up))
+        await warming.wait()
+        pool.close()
+        refuse.set()
+    assert pool.ready == 0
+    assert list(tmp_path.iterdir()) == []  # the spare's child stopped, its folder removed
