@@ -4,14 +4,22 @@ taken nothing for PROXY_WRITE_TIMEOUT_S; a connection the client asked to close 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import select
 import socket
+from functools import partial
 
+import hypercorn.trio
 import pytest
 import trio
+import trio.testing
 
-from conftest import API_KEY, chat_body, wait_dead
+from codex_openai_proxy.connections import ABORT_ON_CLOSE
+from codex_openai_proxy.server import hypercorn_config
+
+from conftest import API_KEY, TEST_SETTINGS, chat_body, wait_dead
 
 
 @pytest.fixture(params=["exec", "app-server"])
@@ -91,3 +99,53 @@ async def test_a_connection_the_client_asked_to_close_is_closed(proxy):
                 received += data
     assert received.startswith(b"HTTP/1.1 200")
     assert json.loads(received.split(b"\r\n\r\n", 1)[1])["ok"] is True
+
+
+def open_sockets() -> int:
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # closed meanwhile
+            count += os.readlink(f"/proc/self/fd/{name}").startswith("socket:")
+    return count
+
+
+async def test_a_connection_reset_before_its_response_ended_is_closed_at_once(nursery):
+    # The race the stress suite hit once in a few runs: the client resets the connection
+    # just before the proxy's last chunk, which goes out under a shield after the reset. The
+    # web server then saw a finished exchange and kept the connection for the next request,
+    # for the whole keep-alive time (75 s), from a client that had gone. This app makes the
+    # two meet every time: its last chunk waits for the disconnect, and for the web server to
+    # have settled after it.
+    answered = trio.Event()
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await receive()  # the request (it has no body)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        await trio.testing.wait_all_tasks_blocked()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        answered.set()
+
+    before = open_sockets()
+    [url] = await nursery.start(partial(hypercorn.trio.serve, app, hypercorn_config(
+        TEST_SETTINGS)))
+    host, port = url.split("//")[1].rsplit(":", 1)
+    client = socket.create_connection((host, int(port)))
+    client.sendall(b"GET / HTTP/1.1\r\nHost: proxy\r\n\r\n")
+    received = b""
+    while not received.endswith(b"first\r\n"):  # the first chunk, chunked
+        received += await trio.to_thread.run_sync(client.recv, 4096)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, ABORT_ON_CLOSE)
+    client.close()  # a reset
+    await answered.wait()
+    # Only the kernel knows the server's descriptors: polled, bounded far below 75 s.
+    with trio.fail_after(5):
+        while open_sockets() > before + 1:  # the listening socket stays
+            await trio.sleep(0.02)

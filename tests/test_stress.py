@@ -13,6 +13,7 @@ memory are its own and its children are not the test's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -428,5 +429,34 @@ async def wait_for_fds(pid: int, expected: int) -> None:
         while proc_fds(pid) > expected:
             await trio.sleep(0.05)
     assert proc_fds(pid) <= expected, (
-        f"{proc_fds(pid)} descriptors open, {expected} before the run: "
-        f"{sorted(os.readlink(f'/proc/{pid}/fd/{fd}') for fd in os.listdir(f'/proc/{pid}/fd'))}")
+        f"{proc_fds(pid)} descriptors open, {expected} before the run: {describe_fds(pid)}")
+
+
+TCP_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1",
+              "05": "FIN_WAIT2", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT",
+              "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING"}
+
+
+def describe_fds(pid: int) -> list[str]:
+    """What each descriptor is, a socket with its ports and state (for a failure's message:
+    a leaked connection says by its state which side has not closed; a TCP socket in none of
+    the tables is one already reset or fully closed that the server has not closed)."""
+    sockets = {}
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                local, remote = (int(part.rsplit(":", 1)[1], 16) for part in fields[1:3])
+                sockets[fields[9]] = (f"{table} :{local}->:{remote} "
+                                      f"{TCP_STATES.get(fields[3], fields[3])}")
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/net/unix").read_text().splitlines()[1:]:
+            fields = line.split()
+            sockets.setdefault(fields[6], f"unix {' '.join(fields[7:]) or '(unnamed)'}")
+    described = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            inode = target.removeprefix("socket:[").removesuffix("]")
+            described.append(f"{fd}={sockets.get(inode, target)}")
+    return sorted(described, key=lambda text: int(text.split("=")[0]))

@@ -123,30 +123,47 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     # own 5 s, a request sent just as the server closed the connection failed with "Server
     # disconnected without sending a response" (seen at 64 streams in scripts/bench_codex.py).
     config.keep_alive_timeout = KEEP_ALIVE_S
-    _close_connections_at_eof()
+    _close_connections_when_the_client_has_gone()
     return config
 
 
-def _close_connections_at_eof() -> None:
-    """Make hypercorn's trio server close a connection as soon as the client has closed it.
+def _close_connections_when_the_client_has_gone() -> None:
+    """Make hypercorn's trio server close a connection as soon as its client has closed or
+    reset it, not when the keep-alive time is up (75 s, each holding a descriptor meanwhile).
 
-    Hypercorn 0.17-0.18 (trio) reads the client's end-of-file, then waits out the keep-alive
-    timer before it closes its own end: each connection a client closed stayed open (in
-    CLOSE-WAIT, a descriptor held) for the whole keep-alive time. Its asyncio server stops
-    the timer at end-of-file; this does the same for the trio one. Without the attributes it
-    relies on (another hypercorn), nothing is changed and sockets close at the timer."""
+    Hypercorn 0.17-0.18 (trio) stops reading at the client's end-of-file or reset, then waits
+    out the keep-alive timer before it closes its own end: each connection a client closed
+    stayed open (in CLOSE-WAIT) for the whole keep-alive time. Its asyncio server stops the
+    timer at end-of-file; this does the same for the trio one. Stopping it is not enough: a
+    response that ends after the reading did (the proxy sends its last chunk under a shield,
+    and a reset that arrives just before it leaves the client's side of the protocol at "done")
+    starts the timer again, for a client that can send nothing more. So once the reading has
+    ended, the timer closes the connection at once instead of waiting.
+    Without the attributes this relies on (another hypercorn), nothing is changed."""
     server = hypercorn.trio.tcp_server.TCPServer
     read_data = getattr(server, "_read_data", None)
-    if read_data is None or getattr(read_data, "closes_at_eof", False):
+    idle_timeout = getattr(server, "_idle_timeout", None)
+    if read_data is None or idle_timeout is None \
+            or not hasattr(server, "_initiate_server_close") \
+            or getattr(read_data, "closes_when_the_client_has_gone", False):
         return
 
     async def read_then_stop_the_idle_timer(self: Any) -> None:
         await read_data(self)
+        self.client_has_gone = True
         if (idle_task := getattr(self, "idle_task", None)) is not None:
             await idle_task.stop()
 
-    read_then_stop_the_idle_timer.closes_at_eof = True  # type: ignore[attr-defined]
+    async def keep_alive_while_the_client_can_send(self: Any) -> None:
+        if not getattr(self, "client_has_gone", False):
+            await idle_timeout(self)
+            return
+        with trio.CancelScope(shield=True):
+            await self._initiate_server_close()
+
+    read_then_stop_the_idle_timer.closes_when_the_client_has_gone = True  # type: ignore[attr-defined]
     server._read_data = read_then_stop_the_idle_timer
+    server._idle_timeout = keep_alive_while_the_client_can_send
 
 
 async def _handle_signals(server: RunningServer, nursery: trio.Nursery,
