@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -248,7 +248,9 @@ async def test_health_checks_stay_fast_while_a_15_mb_body_is_read(proxy_process)
     scanner) and frees what it parsed, each a single call that holds the GIL: ~10 ms for 15 MB,
     but up to ~100 ms on a machine where the memory is touched for the first time or the CPUs
     are busy (the 2-core VM this was measured on). So the bound is on the 95th percentile, and
-    the few checks that meet that call are bounded too."""
+    the few checks that meet that call are bounded too; both are relative to the same checks
+    made just before, on an idle proxy, so that a busy machine does not fail it (a stall is
+    seconds, far beyond either bound)."""
     body = json.dumps({"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]
                        * 450_000}).encode()
     assert len(body) > 15_000_000
@@ -263,20 +265,24 @@ async def test_health_checks_stay_fast_while_a_15_mb_body_is_read(proxy_process)
         assert_refused(response, "too_many_values", None)
         done.set()
 
-    async def poll_health() -> None:
+    async def poll_health(latencies: list[float], until: Callable[[], bool]) -> None:
         async with httpx.AsyncClient(base_url=proxy_process.url) as monitor:
-            while not done.is_set():
+            while not until():
                 started = time.perf_counter()
                 assert (await monitor.get("/healthz")).status_code == 200
                 latencies.append(time.perf_counter() - started)
 
+    idle: list[float] = []
+    await poll_health(idle, lambda: len(idle) == 100)
+    idle.sort()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(poll_health)
+        nursery.start_soon(poll_health, latencies, done.is_set)
         nursery.start_soon(send_the_body)
     latencies.sort()
     assert len(latencies) >= 50, latencies  # the checks went on all along the read
-    assert latencies[int(len(latencies) * 0.95)] < 0.050, latencies[-10:]
-    assert latencies[-1] < 0.250, latencies[-10:]
+    assert latencies[int(len(latencies) * 0.95)] < max(0.050, 4 * idle[95]), (
+        idle[95], latencies[-10:])
+    assert latencies[-1] < max(0.250, 4 * idle[-1]), (idle[-1], latencies[-10:])
 
 
 # -- 11: log injection ---------------------------------------------------------------------------
