@@ -12,7 +12,7 @@ import sys
 import pytest
 import trio
 
-from codex_openai_proxy.child import ChildLaunch
+from codex_openai_proxy.child import ChildLaunch, spawn_child
 from codex_openai_proxy.engines import SpareLauncher
 from codex_openai_proxy.engines.app_server import WarmUpFailed
 from codex_openai_proxy.spares import SparePool
@@ -191,3 +191,23 @@ async def test_a_spare_refused_as_the_pool_closes_does_not_take_the_server_down(
         refuse.set()
     assert pool.ready == 0
     assert list(tmp_path.iterdir()) == []  # the spare's child stopped, its folder removed
+
+
+async def test_a_refusal_as_the_owner_is_cancelled_reaches_the_owner_as_raised(tmp_path):
+    # The seed of the children's homes meeting a shutdown: `initialize` refused just as the
+    # server's scope is cancelled. The refusal must reach `seed_home`'s `except WarmUpFailed`
+    # (not come up in a group with the cancellation, to crash the server once the Cancelled is
+    # absorbed), and the cancellation must still end the task at its next checkpoint.
+    caught = []
+    launch = ChildLaunch((sys.executable, "-c", "import time; time.sleep(60)"), tmp_path)
+    with trio.CancelScope() as shutdown:
+        try:
+            async with spawn_child(launch, kill_grace_s=1) as child:
+                shutdown.cancel()
+                raise WarmUpFailed("Codex app-server refused initialize: fake refusal")
+        except WarmUpFailed as error:
+            caught.append(error)
+        await trio.lowlevel.checkpoint()
+        raise AssertionError("the cancellation was lost")
+    assert shutdown.cancelled_caught and len(caught) == 1
+    await wait_dead(child.pid)

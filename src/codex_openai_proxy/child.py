@@ -477,6 +477,12 @@ async def owning(child: Child, kill_grace_s: float) -> AsyncIterator[Child]:
         except BaseExceptionGroup as group:
             # The nursery is only there for the stderr drain: an exception of the block goes
             # up as the block raised it, not wrapped in a group its caller would not catch.
+            # That holds too when the block failed just as its owner was cancelled (the
+            # drain's Cancelled then comes along): the cancellation is not lost, as the scope
+            # that was cancelled still is, and the caller's next checkpoint raises it again.
+            _, failures = group.split(trio.Cancelled)
+            if failures is not None and len(failures.exceptions) == 1:
+                raise failures.exceptions[0] from None
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from None
             raise
