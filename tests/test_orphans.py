@@ -214,11 +214,21 @@ async def test_a_spawn_that_runs_out_of_descriptors_stops_its_child(start_proxy,
 
     monkeypatch.setattr(os, "pidfd_open", out_of_descriptors)
     response = await proxy.client.post("/v1/chat/completions", json=chat_body())
-    assert response.status_code == 503
     [pid] = forked
     # Stopped and reaped at once (the fixture checks the reaping), not left to hang forever.
     assert process_state(pid) is None
-    assert (await proxy.client.get("/healthz")).json()["runs"]["active"] == 0
+    health = (await proxy.client.get("/healthz")).json()
+    assert health["runs"]["active"] == 0
+    # The system was short of descriptors; Codex is where it was: the client is told to
+    # retry shortly, not to install Codex, and Codex is not looked for again.
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "resources_exhausted"
+    assert error["message"] == ("The proxy could not start Codex just now: Too many open "
+                                "files. Try again shortly.")
+    assert response.headers["retry-after"] == "2"
+    assert "x-should-retry" not in response.headers
+    assert health["codex"]["found"] is True
 
 
 async def test_a_probe_that_hangs_is_stopped_with_its_whole_group(tmp_path, monkeypatch):

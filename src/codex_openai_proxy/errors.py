@@ -220,6 +220,15 @@ def codex_unavailable() -> ApiError:
                     "codex_not_found", dict(NO_RETRY))
 
 
+def system_resources_exhausted(reason: str) -> ApiError:
+    """Codex could not be started because the system was short of something (descriptors,
+    memory, processes): Codex is as installed as it was, and a retry soon may well run.
+    `reason` is the system's own text (`strerror`), which names no path."""
+    return ApiError(503, f"The proxy could not start Codex just now: {reason}. Try again "
+                    "shortly.", "api_error", None, "resources_exhausted",
+                    {"retry-after": "2"})
+
+
 def storage_unavailable(reason: str) -> ApiError:
     """The run's scratch folder (or an image in it) could not be written: a full disk, most
     often. `reason` is the system's own text (`strerror`), which names no path."""

@@ -97,6 +97,13 @@ MAX_REMEMBERED_WARNINGS = 64
 _run_numbers = itertools.count(1)
 
 
+#: Why a spawn fails when it is the Codex program that is missing or cannot be run (then it is
+#: looked for again, and the client told to install it), as against the system being short of
+#: something (EMFILE, ENOMEM, EAGAIN...), which says nothing about Codex.
+CODEX_IS_MISSING = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM,
+                              errno.ENOEXEC, errno.ELOOP, errno.ENAMETOOLONG})
+
+
 @dataclass(eq=False)
 class Run:
     """One Codex run, as the web layer sees it."""
@@ -446,6 +453,13 @@ class RunManager:
                 log.warning("run %d: Codex's command line is over the system's limit: %s",
                             run.number, error.strerror)
                 raise errors.arguments_too_long() from None
+            if error.errno not in CODEX_IS_MISSING:
+                # Out of descriptors, memory or processes: the system's state, not Codex's.
+                # Codex is not looked for again, and the client may retry soon.
+                log.warning("run %d: could not start the Codex CLI: %s", run.number,
+                            error.strerror or error)
+                raise errors.system_resources_exhausted(
+                    error.strerror or "the system refused to start a process") from None
             self.locator.forget()
             log.warning("run %d: could not start the Codex CLI %r: %s", run.number,
                         self.locator.install_path(), error.strerror or error)
