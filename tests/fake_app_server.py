@@ -24,6 +24,7 @@ turn does; the names are those of `codex exec`'s scenarios, plus:
                      schema does to 0.169.0); also picked by `fake-scenario:stall_thread` in
                      the thread's instructions or history (the request's messages), since the
                      turn's text comes too late
+  stall_rate_limits  never answer `account/rateLimits/read` (any other scenario refuses it)
   ignore_interrupt   hang, leave `turn/interrupt` unanswered and stay when stdin closes (a
                      signal must end it; ignore_signals stays the same way)
 
@@ -190,6 +191,8 @@ class AppServer:
                 self.resume(request_id, params)
             elif method == "turn/start":
                 self.start_turn(request_id, params)
+            elif method == "account/rateLimits/read" and self.scenario == "stall_rate_limits":
+                continue  # the backend never answers
             elif method == "turn/interrupt":
                 if self.scenario in ("ignore_interrupt", "ignore_signals"):
                     continue

@@ -9,11 +9,12 @@ import time
 
 import openai
 import pytest
+import trio
 
 from codex_openai_proxy.codex_events import TurnFailed, failure
 from codex_openai_proxy.plan_limits import PlanLimits, describe_reset, explain
 
-from conftest import API_KEY, chat_body, open_stream
+from conftest import API_KEY, chat_body, open_stream, wait_dead
 from mock_responses import PlanLimits as MockPlanLimits
 from mock_responses import codex_home, fake_chatgpt_login
 
@@ -290,3 +291,29 @@ async def test_the_responses_api_gets_the_same_429(start_real_proxy, mock_upstre
     assert "the 5-hour limit is used up" in caught.value.message
     assert 8210 <= int(caught.value.response.headers["retry-after"]) <= 8218
     assert len(mock_upstream.requests) == 1  # not retried: the reset is hours away
+
+
+async def test_a_refresh_under_way_ends_at_shutdown_and_its_child_with_it(start_proxy,
+                                                                          fake_codex):
+    # A backend that never answers: the read would hold its child (and its slot) until
+    # PROXY_CODEX_REPLY_TIMEOUT_S, past the shutdown's bound; the shutdown stops it, as it
+    # stops runs, and what was known of the limits is still answered.
+    proxy = await start_proxy("stall_rate_limits", engine="app-server")
+    answers = []
+
+    async def refresh() -> None:
+        answers.append(await proxy.client.get("/v1/usage?refresh=true"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(refresh)
+        with trio.fail_after(10):  # the fake Codex, another process, records what it read
+            while not (reading := [run for run in fake_codex.runs(idle=True) if any(
+                    request["method"] == "account/rateLimits/read"
+                    for request in run["requests"])]):
+                await trio.sleep(0.01)
+        proxy.server.shut_down()
+    [answer] = answers
+    assert answer.status_code == 200
+    assert answer.json()["refresh_error"] == "the proxy is shutting down"
+    [run] = reading
+    await wait_dead(run["pid"])

@@ -97,6 +97,9 @@ MAX_REMEMBERED_WARNINGS = 64
 _run_numbers = itertools.count(1)
 
 
+#: Why `/v1/usage?refresh` read nothing new, once the server is shutting down.
+SHUTTING_DOWN = "the proxy is shutting down"
+
 #: Why a spawn fails when it is the Codex program that is missing or cannot be run (then it is
 #: looked for again, and the client told to install it), as against the system being short of
 #: something (EMFILE, ENOMEM, EAGAIN...), which says nothing about Codex.
@@ -254,6 +257,7 @@ class RunManager:
         self._queue_changed = trio.Event()
         self.active: set[Run] = set()
         self.closing = False
+        self._plan_reads: set[trio.CancelScope] = set()  # `read_plan_limits` under way
         self._notices = NoticeLog()
         self._idle = trio.Event()
         self._idle.set()
@@ -276,6 +280,8 @@ class RunManager:
             scope.cancel()
         for run in list(self.active):
             run.stop("shutdown")
+        for reading in list(self._plan_reads):
+            reading.cancel()
 
     async def wait_idle(self) -> None:
         """Until no child is running (every one stopped and reaped)."""
@@ -475,17 +481,31 @@ class RunManager:
         setup = await self.locator.get()
         if not setup.install.found or not setup.install.capabilities.app_server:
             return "this Codex CLI cannot read the plan's limits (it needs `codex app-server`)"
-        async with self._slot():
-            with self._run_folder() as directory:
-                try:
-                    snapshots = await read_rate_limits(setup, self.settings, directory / "child",
-                                                       self.locator.sentinel)
-                except RateLimitsUnreadable as error:
-                    log.info("Codex could not read the plan's limits: %s", log_safe(str(error)))
-                    return safe_for_client(f"Codex could not read the plan's limits: {error}")
-                except OSError as error:
-                    log.warning("could not start Codex to read the plan's limits: %s", error)
-                    return "Codex could not be started to read the plan's limits."
+        # A shutdown starts no read, and stops one under way (its child with it), as it does
+        # runs; what was known of the limits is still answered.
+        with trio.CancelScope() as reading:
+            if self.closing:
+                return SHUTTING_DOWN
+            self._plan_reads.add(reading)
+            try:
+                async with self._slot():
+                    with self._run_folder() as directory:
+                        try:
+                            snapshots = await read_rate_limits(
+                                setup, self.settings, directory / "child", self.locator.sentinel)
+                        except RateLimitsUnreadable as error:
+                            log.info("Codex could not read the plan's limits: %s",
+                                     log_safe(str(error)))
+                            return safe_for_client(
+                                f"Codex could not read the plan's limits: {error}")
+                        except OSError as error:
+                            log.warning("could not start Codex to read the plan's limits: %s",
+                                        error)
+                            return "Codex could not be started to read the plan's limits."
+            finally:
+                self._plan_reads.discard(reading)
+        if reading.cancelled_caught:
+            return SHUTTING_DOWN
         for snapshot in snapshots:
             self.plan_limits.update(snapshot, time.time())
         return None
