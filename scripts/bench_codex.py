@@ -58,6 +58,7 @@ from codex_openai_proxy.codex_setup import CodexLocator  # noqa: E402
 from codex_openai_proxy.engines.app_server import child_launch  # noqa: E402
 from codex_openai_proxy.settings import Settings  # noqa: E402
 
+from conftest import listening_url  # noqa: E402
 from mock_responses import MockResponses, codex_home, serve_mock  # noqa: E402
 
 API_KEY = "bench-key"
@@ -223,16 +224,7 @@ async def proxy_process(env: dict[str, str], src: Path) -> AsyncIterator[tuple[s
          "from codex_openai_proxy.cli import main; sys.exit(main([]))", str(src)],
         env=env, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        assert process.stderr is not None
-        seen = b""
-        with trio.fail_after(60):
-            while b"listening on " not in seen or not seen.endswith(b"\n"):
-                data = await process.stderr.receive_some()
-                if not data:
-                    raise RuntimeError(f"the proxy exited: {seen.decode()[-2000:]}")
-                seen += data
-        line = next(line for line in seen.decode().splitlines() if "listening on " in line)
-        url = line.split("listening on ", 1)[1].split()[0]
+        url = await listening_url(process, timeout_s=60)
 
         async def drain() -> None:
             while await process.stderr.receive_some():  # type: ignore[union-attr]

@@ -35,6 +35,7 @@ from test_tool_calls import ROO_SYSTEM_PROMPT, ROO_TOOLS  # noqa: E402
 from codex_openai_proxy.chat_request import parse_chat_request  # noqa: E402
 from codex_openai_proxy.native_history import native_conversation  # noqa: E402
 
+from conftest import listening_url  # noqa: E402
 from mock_responses import MockResponses, codex_home, serve_mock  # noqa: E402
 
 MODELS = ("gpt-6.1-sol", "gpt-5.5", "gpt-5")
@@ -66,7 +67,7 @@ def compact(value: Any) -> int:
 
 def direct_bytes(body: dict[str, Any]) -> int:
     """The Responses request a client would send itself for the same conversation."""
-    request = parse_chat_request(body, default_model="gpt-5", max_image_bytes=1 << 20)
+    request = parse_chat_request(body, default_model="gpt-5")
     conversation = native_conversation(request.messages)
     items = list(conversation.items)
     if conversation.instructions:
@@ -110,19 +111,6 @@ async def measure(src: Path, codex_bin: str) -> list[tuple[str, str, int, int]]:
                 await proxy.wait()
             nursery.cancel_scope.cancel()
     return rows
-
-
-async def listening_url(proxy: trio.Process) -> str:
-    assert proxy.stderr is not None
-    seen = b""
-    with trio.fail_after(30):
-        while b"listening on " not in seen or not seen.endswith(b"\n"):
-            data = await proxy.stderr.receive_some()
-            if not data:
-                raise RuntimeError(f"the proxy exited: {seen.decode()}")
-            seen += data
-    line = next(line for line in seen.decode().splitlines() if "listening on " in line)
-    return line.split("listening on ", 1)[1].split()[0]
 
 
 def main() -> None:

@@ -423,10 +423,10 @@ def start_real_proxy(nursery: trio.Nursery, real_codex_bin: str, mock_upstream: 
     return start
 
 
-async def listening_url(server: trio.Process) -> str:
+async def listening_url(server: trio.Process, timeout_s: float = 20) -> str:
     """The URL a `codex-openai-proxy` subprocess logs once it listens (its stderr)."""
     buffered = b""
-    with trio.fail_after(20):
+    with trio.fail_after(timeout_s):
         while b"listening on " not in buffered or not buffered.endswith(b"\n"):
             data = await server.stderr.receive_some()
             assert data, f"the server exited early: {buffered.decode()}"
