@@ -30,7 +30,7 @@ import trio
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from test_tool_calls import ROO_SYSTEM_PROMPT, ROO_TOOLS  # noqa: E402
+from test_tool_calls import ROO_TOOLS, roo_turn  # noqa: E402
 
 from codex_openai_proxy.chat_request import parse_chat_request  # noqa: E402
 from codex_openai_proxy.native_history import native_conversation  # noqa: E402
@@ -45,19 +45,7 @@ API_KEY = "bytes-key"
 def requests_for(model: str) -> dict[str, dict[str, Any]]:
     return {
         "plain": {"model": model, "messages": [{"role": "user", "content": "Say hi"}]},
-        "Roo turn": {"model": model, "tools": ROO_TOOLS, "messages": [
-            {"role": "system", "content": ROO_SYSTEM_PROMPT},
-            {"role": "user", "content": [
-                {"type": "text", "text": "<task>\nFix the bug.\n</task>"},
-                {"type": "text", "text": "<environment_details>\n# Current Time\n2026-11-24"
-                                         "\n</environment_details>"}]},
-            {"role": "assistant", "content": None, "tool_calls": [{
-                "id": "call_read", "type": "function", "function": {
-                    "name": "read_file",
-                    "arguments": '{"files":[{"path":"src/app.py","line_ranges":null}]}'}}]},
-            {"role": "tool", "tool_call_id": "call_read",
-             "content": "<file><path>src/app.py</path><content>1 | print(1)</content></file>"},
-        ]},
+        "Roo turn": {"model": model, "tools": ROO_TOOLS, "messages": roo_turn()},
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import pytest
 import trio
@@ -276,6 +277,24 @@ ROO_SYSTEM_PROMPT = (
 )
 
 
+def roo_turn(task: str = "Fix the bug.") -> list[dict[str, Any]]:
+    """Roo's messages one tool round trip into a task: its system prompt, the task and its
+    environment details (two text parts), a read_file call and its result."""
+    return [
+        {"role": "system", "content": ROO_SYSTEM_PROMPT},
+        {"role": "user", "content": [
+            {"type": "text", "text": f"<task>\n{task}\n</task>"},
+            {"type": "text", "text": "<environment_details>\n# Current Time\n2026-11-24"
+                                     "\n</environment_details>"}]},
+        {"role": "assistant", "content": None, "tool_calls": [{
+            "id": "call_read", "type": "function", "function": {
+                "name": "read_file",
+                "arguments": '{"files":[{"path":"src/app.py","line_ranges":null}]}'}}]},
+        {"role": "tool", "tool_call_id": "call_read",
+         "content": "<file><path>src/app.py</path><content>1 | print(1)</content></file>"},
+    ]
+
+
 async def test_a_request_shaped_like_roo_codes(start_real_proxy, mock_upstream):
     mock_upstream.tool_calls = [("attempt_completion", {"result": "Done: the bug is fixed."})]
     proxy = await start_real_proxy()
@@ -284,19 +303,7 @@ async def test_a_request_shaped_like_roo_codes(start_real_proxy, mock_upstream):
         "model": "gpt-5", "temperature": 0, "reasoning_effort": "medium", "stream": True,
         "stream_options": {"include_usage": True}, "tools": ROO_TOOLS, "tool_choice": "auto",
         "parallel_tool_calls": True,
-        "messages": [
-            {"role": "system", "content": ROO_SYSTEM_PROMPT},
-            {"role": "user", "content": [
-                {"type": "text", "text": "<task>\nFix the bug. mock-scenario:tool_call\n</task>"},
-                {"type": "text", "text": "<environment_details>\n# Current Time\n2026-11-24"
-                                         "\n</environment_details>"}]},
-            {"role": "assistant", "content": None, "tool_calls": [{
-                "id": "call_read", "type": "function", "function": {
-                    "name": "read_file",
-                    "arguments": '{"files":[{"path":"src/app.py","line_ranges":null}]}'}}]},
-            {"role": "tool", "tool_call_id": "call_read",
-             "content": "<file><path>src/app.py</path><content>1 | print(1)</content></file>"},
-        ],
+        "messages": roo_turn("Fix the bug. mock-scenario:tool_call"),
     }
     async with open_stream(proxy.client, body) as s:
         events = await s.read_to_end()
