@@ -69,14 +69,19 @@ def native_conversation(messages: Sequence[Message],
                         tool_names: Mapping[str, str] | None = None) -> NativeConversation:
     """The conversation as instructions and items; `tool_names` (from `codex_tool_names`)
     renames the calls of tools the model knows by another name."""
+    instructions, rest = _split_instructions(messages)
+    items: list[dict[str, Any]] = []
+    for message in rest:
+        items += message_items(message, tool_names or {})
+    return NativeConversation(instructions, tuple(items))
+
+
+def _split_instructions(messages: Sequence[Message]) -> tuple[str, Sequence[Message]]:
+    """The leading system and developer messages' text (the instructions), and the rest."""
     leading = 0
     while leading < len(messages) and messages[leading].role in ("system", "developer"):
         leading += 1
-    instructions = "\n\n".join(message.text for message in messages[:leading])
-    items: list[dict[str, Any]] = []
-    for message in messages[leading:]:
-        items += message_items(message, tool_names or {})
-    return NativeConversation(instructions, tuple(items))
+    return "\n\n".join(message.text for message in messages[:leading]), messages[leading:]
 
 
 def message_items(message: Message,
@@ -132,9 +137,11 @@ def conversation_id(messages: Sequence[Message], cache_key: str | None = None) -
     if cache_key is not None:
         opening = json.dumps(["prompt_cache_key", cache_key], ensure_ascii=False)
     else:
-        conversation = native_conversation(messages)
+        # Not `native_conversation(messages).instructions`: that would build every item (and
+        # encode every image) a second time, for each request.
+        instructions, _ = _split_instructions(messages)
         first_user = next((m for m in messages if m.role == "user"), None)
-        opening = json.dumps([conversation.instructions,
+        opening = json.dumps([instructions,
                               message_items(first_user) if first_user else None],
                              ensure_ascii=False, sort_keys=True)
     digest = bytearray(hashlib.sha256(opening.encode("utf-8")).digest()[:16])
