@@ -7,6 +7,8 @@ import pytest
 import trio
 from test_errors_e2e import assert_error
 
+from codex_openai_proxy import runs
+
 from conftest import chat_body, is_ready, open_stream, process_state, wait_dead
 
 
@@ -33,6 +35,32 @@ async def test_an_app_server_that_stops_answering_fails_fast_and_frees_its_slot(
         events = await s.read_to_end()
     # The fake stalls again: a second 502 at once, not a 429 for a slot still taken.
     assert events[-2]["error"]["code"] == "codex_error"
+
+
+async def test_a_slow_hand_over_neither_cuts_it_short_nor_counts_against_the_next_step(
+        start_proxy, fake_codex, monkeypatch):
+    # Handing the client what an answer brought may take longer than a step's deadline (a
+    # client taking its time). It used to run under the answered step's deadline: cut short
+    # by it, and the next step failed at once on the stale deadline ("did not answer
+    # thread/resume"), though it had only just been asked.
+    real_deliver = runs.AnswerSink.deliver
+    slowed: list[float] = []
+
+    async def slow_client(self, events):
+        if not slowed:  # the first hand-over: what the answer to `initialize` brought
+            slowed.append(0.6)
+            await trio.sleep(0.6)
+        await real_deliver(self, events)
+
+    monkeypatch.setattr(runs.AnswerSink, "deliver", slow_client)
+    proxy = await start_proxy(reply_timeout_s=0.5)
+    response = await proxy.client.post("/v1/chat/completions", json=chat_body())
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "Hello from fake Codex."
+    assert slowed == [0.6]
+    [record] = fake_codex.runs()
+    assert [r.get("method") for r in record["requests"]][:4] == [
+        "initialize", "initialized", "thread/resume", "turn/start"]
 
 
 async def test_a_turn_is_interrupted_before_any_signal(start_proxy, fake_codex):

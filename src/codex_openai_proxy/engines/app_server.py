@@ -325,8 +325,11 @@ class AppServerRun:
                 wake = reply_deadline
                 if session.reading_rollout:
                     wake = min(wake, trio.current_time() + ROLLOUT_POLL_S)
-                with trio.move_on_at(wake):
+                # Only the wait for a line is bounded: what the line brings is written to Codex
+                # and handed to the client whole, however long the client takes over it.
+                with trio.move_on_at(wake) as waiting:
                     line = await child.read_line()
+                if not waiting.cancelled_caught:
                     if line is None:
                         break
                     outgoing, events = session.feed(line)
@@ -341,7 +344,10 @@ class AppServerRun:
                                     "response within %g s; the tool calls go out without it",
                                     ROLLOUT_GRACE_S)
                         await sink.deliver(session.rollout_overdue())
-                if trio.current_time() >= reply_deadline and not sink.answered:
+                # The deadline is the awaited step's: once a line has moved the session on,
+                # the next step's is set at the top of the loop.
+                if session.phase is phase and trio.current_time() >= reply_deadline \
+                        and not sink.answered:
                     if not (failure := session.give_up(self._reply_timeout_s)):
                         break
                     await sink.deliver(failure)
