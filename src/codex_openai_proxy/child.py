@@ -457,35 +457,43 @@ async def start_child(launch: ChildLaunch, sentinel: Sentinel | None = None) -> 
 
 
 @asynccontextmanager
+async def draining(child: Child) -> AsyncIterator[None]:
+    """The child's stderr drained for the block (its pipe never fills; its tail explains a
+    failure). An exception of the block goes up as the block raised it, not wrapped in the
+    group of the drain's nursery, which its caller would not catch. That holds too when the
+    block failed just as its owner was cancelled (the drain's Cancelled then comes along):
+    the cancellation is not lost, as the scope that was cancelled still is, and the caller's
+    next checkpoint raises it again."""
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(child.drain_stderr)
+            try:
+                yield
+            finally:
+                # A grandchild that escaped the group could hold stderr open forever.
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        _, failures = group.split(trio.Cancelled)
+        if failures is not None and len(failures.exceptions) == 1:
+            raise failures.exceptions[0] from None
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
+@asynccontextmanager
 async def owning(child: Child, kill_grace_s: float) -> AsyncIterator[Child]:
     """Own a started child for the block: its stderr drained meanwhile; at the end, whatever
     ends the block, the child stopped and reaped, its pipes closed, its directory removed."""
     try:
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(child.drain_stderr)
-                try:
-                    yield child
-                finally:
-                    # Shielded: this runs precisely when the request was cancelled, and it
-                    # must still finish. It is bounded by the kill grace plus the time SIGKILL
-                    # takes.
-                    with trio.CancelScope(shield=True):
-                        await child.stop(kill_grace_s)
-                    # A grandchild that escaped the group could hold stderr open forever.
-                    nursery.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            # The nursery is only there for the stderr drain: an exception of the block goes
-            # up as the block raised it, not wrapped in a group its caller would not catch.
-            # That holds too when the block failed just as its owner was cancelled (the
-            # drain's Cancelled then comes along): the cancellation is not lost, as the scope
-            # that was cancelled still is, and the caller's next checkpoint raises it again.
-            _, failures = group.split(trio.Cancelled)
-            if failures is not None and len(failures.exceptions) == 1:
-                raise failures.exceptions[0] from None
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+        async with draining(child):
+            try:
+                yield child
+            finally:
+                # Shielded: this runs precisely when the request was cancelled, and it must
+                # still finish. It is bounded by the kill grace plus the time SIGKILL takes.
+                with trio.CancelScope(shield=True):
+                    await child.stop(kill_grace_s)
     finally:
         with trio.CancelScope(shield=True):
             await child.stop(kill_grace_s)  # if the block never began

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import trio
 
-from .child import Child, Sentinel, start_child
+from .child import Child, Sentinel, draining, start_child
 from .engines import SpareLauncher
 
 log = logging.getLogger(__name__)
@@ -141,8 +141,9 @@ class SparePool:
             child = await start_child(launcher.launch(directory), self._sentinel)
             spare = Spare(child, launcher.key)
             with spare.hold:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(child.drain_stderr)
+                # A refusal that meets the pool's cancellation comes out of `draining` as
+                # raised, and is caught below: it cannot go up to the server.
+                async with draining(child):
                     with trio.fail_after(self._warm_up_timeout_s):
                         await launcher.warm_up(child)
                     self._starting -= 1
@@ -155,23 +156,13 @@ class SparePool:
                     # so that its pipe never fills. Its output ending means it has exited.
                     while (line := await child.read_line()) is not None:
                         log.debug("spare pid=%s says: %s", child.pid, line[:300])
-                    nursery.cancel_scope.cancel()
                 raise SpareLost(f"it exited: {child.stderr_tail().strip()[-300:]}")
-        except BaseException as error:
-            cancelled, lost = _split_cancelled(error)
-            if lost is not None and not isinstance(lost, Exception):
-                raise  # KeyboardInterrupt and the like: not the spare's to handle
-            if lost is not None:  # the spare is lost; the next one waits a little
-                log.warning("a warm Codex spare was lost: %s", lost or type(lost).__name__)
-                self._retry_wait_s = min(MAX_RETRY_WAIT_S,
-                                         max(RETRY_WAIT_S, self._retry_wait_s * 2))
-            if cancelled is not None:
-                # The pool is going away: nothing takes the spare's place. A failure at the
-                # same moment (its warm-up refused as the pool closed) was logged above, and
-                # must not go up with the cancellation: once the pool's scope has absorbed
-                # the Cancelled, it would be left to crash the server.
-                replace = False
-                raise cancelled from None
+        except Exception as error:  # the spare is lost; the next one waits a little
+            log.warning("a warm Codex spare was lost: %s", error or type(error).__name__)
+            self._retry_wait_s = min(MAX_RETRY_WAIT_S, max(RETRY_WAIT_S, self._retry_wait_s * 2))
+        except BaseException:  # cancelled: the pool is going away; nothing takes its place
+            replace = False
+            raise
         finally:
             if starting:
                 self._starting -= 1
@@ -191,15 +182,3 @@ class SparePool:
 class SpareLost(Exception):
     pass
 
-
-def _split_cancelled(error: BaseException) -> tuple[BaseException | None, BaseException | None]:
-    """`error` as (its cancellation, the rest), either None if absent; a group of one
-    exception is unwrapped (the nurseries here wrap what they raise)."""
-    if isinstance(error, BaseExceptionGroup):
-        cancelled, rest = error.split(trio.Cancelled)
-        while isinstance(rest, BaseExceptionGroup) and len(rest.exceptions) == 1:
-            rest = rest.exceptions[0]
-        return cancelled, rest
-    if isinstance(error, trio.Cancelled):
-        return error, None
-    return None, error
