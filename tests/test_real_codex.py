@@ -135,7 +135,9 @@ async def test_disconnect_while_upstream_hangs_kills_every_codex_process(
         else:
             assert os.path.basename(exe).startswith("node")
             assert children_of(leader), "Node runs the native binary as its child"
-        assert leader in group and all(process_state(pid) for pid in group)
+        # Only the leader is sure to be alive here: Codex runs short-lived commands of its
+        # own (in the group too), which may end between the listing and the look.
+        assert leader in group and process_state(leader)
     for pid in group:
         await wait_dead(pid)
     await proxy.manager.wait_idle()
