@@ -294,14 +294,17 @@ class AppServerRun:
         if self._setup.user_home.keyring_login:
             self._leftover = path  # in the user's own home: it must go after the run
         path.parent.mkdir(parents=True, exist_ok=True)
+        data = text.encode("utf-8")
         partial = path.with_suffix(".partial")
-        partial.write_text(text, encoding="utf-8")
+        partial.write_bytes(data)
         partial.replace(path)
-        return plan, path, len(text.encode("utf-8"))
+        return plan, path, len(data)
 
     async def drive(self, child: Child, sink: EventSink) -> None:
         """Hold the JSON-RPC conversation for one turn; relay its events as they come."""
-        plan, rollout_file, written = self._write_rollout(child)
+        # In a thread: the conversation, images and all, can be tens of megabytes to serialize
+        # and write, and every other stream would wait on the event loop meanwhile.
+        plan, rollout_file, written = await trio.to_thread.run_sync(self._write_rollout, child)
         session = AppServerSession(plan)
         rollout = RolloutTail(rollout_file, written)
 
