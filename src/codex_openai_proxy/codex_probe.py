@@ -36,7 +36,6 @@ class CodexInstall:
     #: What the npm package's Node wrapper would have set for its native binary, when the
     #: proxy runs that binary itself (see `native_binary`).
     env: Mapping[str, str] = field(default_factory=dict)
-    wrapper: str | None = None  # the npm wrapper CODEX_BIN named, if the binary is run direct
 
     @property
     def found(self) -> bool:
@@ -117,9 +116,9 @@ async def probe_codex(codex_bin: str, env: Mapping[str, str],
     path, problem = resolve_codex(codex_bin, env)
     if path is None:
         return CodexInstall(None, CodexCapabilities(), problem)
-    wrapper, extra_env = None, {}
+    extra_env: Mapping[str, str] = {}
     if (native := native_binary(path)) is not None:
-        wrapper, (path, extra_env) = path, native
+        path, extra_env = native
         env = {**env, **extra_env}
     try:
         _, version_text = await _output([path, "--version"], env, sentinel)
@@ -134,7 +133,7 @@ async def probe_codex(codex_bin: str, env: Mapping[str, str],
                             f"{help_text.strip()[:300]}. {INSTALL_HINT}")
     capabilities = parse_exec_help(help_text, parse_version(version_text),
                                    app_server=app_status == 0)
-    return CodexInstall(path, capabilities, env=extra_env, wrapper=wrapper)
+    return CodexInstall(path, capabilities, env=extra_env)
 
 
 async def read_catalog(path: str, env: Mapping[str, str],

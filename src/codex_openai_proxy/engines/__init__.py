@@ -29,7 +29,6 @@ from ..chat_request import ChatRequest
 from ..child import Sentinel
 from ..codex_cli import CodexCapabilities
 from ..codex_setup import CodexSetup
-from ..prompt import check_prompt_length
 from ..settings import EngineName, Settings
 from . import app_server
 from .app_server import AppServerRun
@@ -63,9 +62,7 @@ def prepare_run(request: ChatRequest, setup: CodexSetup, settings: Settings,
     Raises a 400 for a prompt over Codex's input limit on exec, which gives Codex the whole
     conversation as one input text (app-server gives it as history, and no input)."""
     if choose_engine(settings, setup.install.capabilities, request) == "exec":
-        run = ExecRun(request, setup, settings, workspace)
-        check_prompt_length(run.prompt)
-        return run
+        return ExecRun(request, setup, settings, workspace)
     return AppServerRun(request, setup, settings)
 
 

@@ -63,11 +63,6 @@ class EngineRun(Protocol):
         """How to start a child of the run's own, in the run's workspace."""
         ...
 
-    @property
-    def prompt(self) -> str:
-        """The user input Codex is given: the text its input limit counts."""
-        ...
-
     def describe_input(self) -> str:
         """What Codex is given, for the debug log when PROXY_LOG_BODIES is on."""
         ...

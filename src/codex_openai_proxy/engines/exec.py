@@ -19,7 +19,7 @@ from ..child import Child, ChildLaunch
 from ..codex_cli import CodexCapabilities, config_args, login_overrides, toml_string
 from ..codex_setup import CodexSetup
 from ..exec_protocol import ExecJsonReader, PlainOutputReader
-from ..prompt import number_images, render_prompt
+from ..prompt import check_prompt_length, number_images, render_prompt
 from ..settings import EngineName, Settings
 from .base import EventSink, Workspace
 
@@ -83,6 +83,9 @@ class ExecRun:
         self._env = setup.env
         self._capabilities = install.capabilities
         self.prompt = render_prompt(request.messages)
+        # Before the images are written: a prompt too long for Codex is refused with nothing
+        # written for it.
+        check_prompt_length(self.prompt)
         self.argv = exec_argv(
             install.path or settings.codex_bin, install.capabilities,
             model=request.codex_model_arg, reasoning_effort=request.reasoning_effort,
