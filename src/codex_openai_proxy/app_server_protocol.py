@@ -342,7 +342,7 @@ class AppServerSession:
         if error is not None:
             if method == "turn/interrupt":
                 return [], [Notice("interrupt", str(error))]
-            detail = error.get("message") if isinstance(error, dict) else str(error)
+            detail = _error_text(error)
             # Its reason quotes Codex's config (a broken config.toml, secrets and all) as often
             # as anything the client sent: the log has it, the client the proxy's words.
             return [], self._fail(f"Codex app-server refused {method}; its reason is in the "

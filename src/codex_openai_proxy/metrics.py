@@ -37,10 +37,9 @@ class ProxyMetrics:
 
     def __init__(self, *, children_running: Callable[[], float],
                  queue_length: Callable[[], float],
-                 plan_limits: PlanLimits | None = None) -> None:
+                 plan_limits: PlanLimits) -> None:
         self.registry = CollectorRegistry()
-        if plan_limits is not None:
-            self.registry.register(PlanLimitsCollector(plan_limits))
+        self.registry.register(PlanLimitsCollector(plan_limits))
         self.requests = Counter(
             "codex_proxy_requests", "HTTP requests answered, by route and status.",
             ["route", "status"], registry=self.registry)
