@@ -150,9 +150,9 @@ def launch_key(setup: CodexSetup, settings: Settings) -> Hashable:
 
 
 def child_launch(setup: CodexSetup, settings: Settings, directory: Path) -> ChildLaunch:
-    """How an app-server child starts, whatever it will serve: in `directory` (made here), its
-    empty working folder and its own Codex home. Nothing in it depends on a request, so a
-    child can be started before one arrives."""
+    """How an app-server child starts, whatever it will serve: in `directory` (made here, and
+    the caller's to remove), its empty working folder and its own Codex home. Nothing in it
+    depends on a request, so a child can be started before one arrives."""
     directory.mkdir(mode=0o700)
     work = directory / "work"
     work.mkdir()
@@ -164,7 +164,7 @@ def child_launch(setup: CodexSetup, settings: Settings, directory: Path) -> Chil
     argv = app_server_argv(setup.install.path or settings.codex_bin,
                            login_method=settings.codex_login_method,
                            overrides=lean_overrides(setup, settings.codex_config))
-    return ChildLaunch(tuple(argv), work, {**setup.env, "CODEX_HOME": str(home)}, directory)
+    return ChildLaunch(tuple(argv), work, {**setup.env, "CODEX_HOME": str(home)})
 
 
 async def warm_up(child: Child) -> None:
@@ -193,7 +193,7 @@ async def seed_home(setup: CodexSetup, settings: Settings, directory: Path,
     if setup.user_home.keyring_login or not setup.install.found:
         return None  # children run in the user's own home, which has its databases
     # The seed's folder outlives the seed: it is what the children copy.
-    launch = dataclasses.replace(child_launch(setup, settings, directory), owned_dir=None)
+    launch = child_launch(setup, settings, directory)
     try:
         with trio.fail_after(settings.reply_timeout_s):
             async with spawn_child(launch, kill_grace_s=settings.kill_grace_s,
@@ -239,7 +239,12 @@ class RateLimitsUnreadable(Exception):
 
 def spare_launcher(setup: CodexSetup, settings: Settings) -> SpareLauncher:
     return SpareLauncher(key=launch_key(setup, settings),
-                         launch=partial(child_launch, setup, settings), warm_up=warm_up)
+                         launch=partial(_spare_launch, setup, settings), warm_up=warm_up)
+
+
+def _spare_launch(setup: CodexSetup, settings: Settings, directory: Path) -> ChildLaunch:
+    # A spare's folder is nobody else's: it goes with the child.
+    return dataclasses.replace(child_launch(setup, settings, directory), owned_dir=directory)
 
 
 class AppServerRun:
@@ -261,9 +266,8 @@ class AppServerRun:
         self._reply_timeout_s = settings.reply_timeout_s
 
     def launch(self, workspace: Workspace) -> ChildLaunch:
-        launch = child_launch(self._setup, self._settings, workspace.private / "child")
-        # The workspace goes with the run; the child need not remove anything itself.
-        return ChildLaunch(launch.argv, launch.cwd, launch.env)
+        # In the workspace, which goes with the run.
+        return child_launch(self._setup, self._settings, workspace.private / "child")
 
     def describe_input(self) -> str:
         return f"instructions:\n{self._input.instructions}\nitems:\n{self._input.items}"
