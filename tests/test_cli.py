@@ -42,3 +42,12 @@ async def test_a_taken_port_is_one_line_not_a_traceback(fake_codex):
     stderr = result.stderr.decode()
     assert f"cannot serve on 127.0.0.1:{port}: Address already in use" in stderr
     assert "Traceback" not in stderr
+
+
+async def test_the_default_model_is_printed_for_the_flag_and_its_abbreviations(fake_codex):
+    # argparse takes an unambiguous abbreviation of a flag: `--print-default` once passed the
+    # parser, was missed by a look for the whole flag, and started the server instead.
+    for flag in ("--print-default-model", "--print-default"):
+        result = await run_cli(flag, env={**fake_codex.env, "CODEX_MODEL": "gpt-5.5"})
+        assert result.returncode == 0, result.stderr.decode()
+        assert result.stdout.decode() == "gpt-5.5\n"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import trio
 
 from .server import default_model, serve_proxy
-from .settings import SettingsError, load_settings
+from .settings import SettingsError, build_parser, load_settings
 
 
 def _find_os_error(error: BaseException) -> OSError | None:
@@ -31,7 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"codex-openai-proxy: {error}", file=sys.stderr)
         return 2
-    if "--print-default-model" in argv:
+    # Read from the parser, as the settings are: argparse also takes an abbreviation.
+    if build_parser().parse_args(argv).print_default_model:
         logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
         print(trio.run(default_model, settings, os.environ))
         return 0
